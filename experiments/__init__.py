@@ -1,0 +1,4 @@
+"""Everything that trains, schedules, stores and analyses ablation runs.
+
+The command line is ``python -m experiments`` (see ``experiments/__main__.py``).
+"""

@@ -1,0 +1,688 @@
+"""Statistics and paper-style tables over ablation results.
+
+Why this shape: a seed is the unit of evidence. Every comparison pairs runs by seed, reports an
+interval rather than a point, corrects for testing many cells of one grid against the same
+baseline (Holm), and turns each paper's qualitative claim into a verdict that says how sure we
+are. Inputs are the runner's tidy tables (``results/<paper>/<table>.csv``, one row per run);
+the papers' own numbers and claims are data under ``results/reference/``, never code.
+
+Only runs with ``status == "ok"`` enter accuracy statistics; diverged and failed runs are
+counted beside them so that a variant which often blows up is not silently flattered.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+GROUP = ["paper", "grid", "profile", "cell"]
+"""A cell is only comparable within one grid and one profile (data, epochs, model size)."""
+
+COST = ["params", "macs", "train_img_s", "infer_img_s", "peak_mem_mb", "wall_s"]
+STATUSES = ["ok", "diverged", "failed"]
+SKIP_DIRS = {"reference", "sweeps", "figures", "html"}
+TEXT_COLUMNS = {
+    c: str
+    for c in [
+        "run_id",
+        "grid",
+        "paper",
+        "table",
+        "cell",
+        "baseline_cell",
+        "axes",
+        "profile",
+        "status",
+        "error",
+        "git_sha",
+    ]
+}
+REFERENCE_DIR = Path(__file__).resolve().parents[1] / "results" / "reference"
+METRIC_LABELS = {
+    "test_top1": "test top-1 (%)",
+    "test_top5": "test top-5 (%)",
+    "test_loss": "test loss",
+    "val_top1": "val top-1 (%)",
+    "best_val_top1": "best val top-1 (%)",
+}
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _csv_files(source: str | Path | Iterable[str | Path], epochs: bool) -> list[Path]:
+    """Result tables under a file, a directory (recursively) or a glob; epochs or runs only."""
+    if isinstance(source, (str, Path)):
+        source = [source]
+    files: list[Path] = []
+    for item in source:
+        path = Path(item)
+        if path.is_dir():
+            found = [
+                p
+                for p in sorted(path.rglob("*.csv"))
+                if not SKIP_DIRS.intersection(p.relative_to(path).parts[:-1])
+            ]
+        elif any(ch in str(item) for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(str(item), recursive=True))
+        else:
+            found = [path] if path.exists() else []
+        files += [p for p in found if p.name.endswith(".epochs.csv") == epochs]
+    return files
+
+
+def load_results(
+    source: str | Path | Iterable[str | Path], *, profile: str | None = None
+) -> pd.DataFrame:
+    """Concatenate result tables (all statuses); keep one profile when ``profile`` is given.
+
+    Identity columns are read as text, so a hex run id such as ``1e50`` stays a string.
+    A missing source gives an empty frame with the identity columns, so callers can show
+    "not run yet" instead of failing.
+    """
+    frames = []
+    for path in _csv_files(source, epochs=False):
+        frame = pd.read_csv(path, dtype=TEXT_COLUMNS, keep_default_na=True)
+        if {"grid", "cell", "status"} <= set(frame.columns):
+            frames.append(frame)
+        else:
+            warnings.warn(f"{path}: not a results table (needs grid, cell, status); skipped")
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TEXT_COLUMNS))
+    for column in ["paper", "grid", "profile", "cell", "baseline_cell", "status", "error"]:
+        if column not in df:
+            df[column] = ""
+        df[column] = df[column].fillna("").astype(str)
+    if "paper" in df and (df["paper"] == "").any():
+        df.loc[df["paper"] == "", "paper"] = df["grid"].str.split("/").str[0]
+    if "seed" not in df:
+        df["seed"] = pd.Series(dtype="int64")
+    if profile is not None:
+        df = df[df["profile"] == profile].reset_index(drop=True)
+    return df
+
+
+def load_epochs(
+    source: str | Path | Iterable[str | Path], *, results: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per-epoch curves; restricted to the ok runs of ``results`` (adds their profile) if given."""
+    files = _csv_files(source, epochs=True)
+    frames = [pd.read_csv(p, dtype={"run_id": str, "grid": str, "cell": str}) for p in files]
+    columns = ["run_id", "grid", "cell", "seed", "epoch", "val_top1"]
+    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    if results is not None:
+        ok = results.loc[results["status"] == "ok", ["run_id", "paper", "profile"]]
+        df = df.merge(ok.drop_duplicates("run_id"), on="run_id", how="inner")
+    return df
+
+
+def reference_dir(results_dir: str | Path | None = None) -> Path:
+    """``<results_dir>/reference`` if it holds claims.csv, else the repository's own."""
+    if results_dir is not None:
+        candidate = Path(results_dir) / "reference"
+        if (candidate / "claims.csv").exists():
+            return candidate
+    return REFERENCE_DIR
+
+
+def load_claims(path: str | Path | None = None) -> pd.DataFrame:
+    """The papers' qualitative claims as data (one row: cell beats versus_cell, or loses)."""
+    path = Path(path) if path is not None else REFERENCE_DIR / "claims.csv"
+    claims = pd.read_csv(path, dtype=str, keep_default_na=False)
+    claims["expected_sign"] = claims["expected_sign"].astype(int)
+    return claims
+
+
+def load_paper_results(path: str | Path | None = None) -> pd.DataFrame:
+    """Published numbers; ``table`` is text ("5", "L", "main")."""
+    path = Path(path) if path is not None else REFERENCE_DIR / "paper_results.csv"
+    paper = pd.read_csv(path, dtype=str, keep_default_na=False)
+    paper["value"] = pd.to_numeric(paper["value"])
+    return paper
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def t_interval(x: Iterable[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean; NaN below two values, a point when all values agree."""
+    x = np.asarray(list(x), dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) < 2:
+        return (math.nan, math.nan)
+    mean, sem = float(x.mean()), float(stats.sem(x))
+    if sem == 0:
+        return (mean, mean)
+    lo, hi = stats.t.interval(confidence, len(x) - 1, loc=mean, scale=sem)
+    return (float(lo), float(hi))
+
+
+def bootstrap_interval(
+    x: Iterable[float],
+    confidence: float = 0.95,
+    statistic=np.mean,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval (BCa is unstable at the 3-5 seeds a grid usually has)."""
+    x = np.asarray(list(x), dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) < 2:
+        return (math.nan, math.nan)
+    if np.all(x == x[0]):
+        return (float(x[0]), float(x[0]))
+    res = stats.bootstrap(
+        (x,),
+        statistic,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def interval(x: Iterable[float], ci: str = "t", confidence: float = 0.95) -> tuple[float, float]:
+    """Dispatch: ``ci="t"`` (default) or ``ci="bootstrap"``."""
+    if ci == "t":
+        return t_interval(x, confidence)
+    if ci == "bootstrap":
+        return bootstrap_interval(x, confidence)
+    raise ValueError(f"ci must be 't' or 'bootstrap', got {ci!r}")
+
+
+def iqm(x: Iterable[float]) -> float:
+    """Interquartile mean: robust to one runaway seed, less noisy than the median."""
+    x = np.asarray(list(x), dtype=float)
+    x = x[~np.isnan(x)]
+    return float(stats.trim_mean(x, 0.25)) if len(x) else math.nan
+
+
+def prob_improvement(a: Iterable[float], b: Iterable[float], *, paired: bool = True) -> float:
+    """P(A > B): share of seed pairs where A beats B, ties count 1/2.
+
+    ``paired=True`` compares a_i with b_i (same seed); ``paired=False`` compares every a with
+    every b (the Mann-Whitney form used by rliable).
+    """
+    a, b = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
+    if paired:
+        if len(a) != len(b):
+            raise ValueError("paired P(improve) needs equally long a and b")
+        wins = (a > b) + 0.5 * (a == b)
+    else:
+        wins = (a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])
+    return float(np.mean(wins)) if wins.size else math.nan
+
+
+def holm(pvalues: Iterable[float]) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error); NaN entries stay NaN."""
+    p = np.asarray(list(pvalues), dtype=float)
+    out = np.full_like(p, np.nan)
+    finite = ~np.isnan(p)
+    q = p[finite]
+    m = len(q)
+    if m == 0:
+        return out
+    order = np.argsort(q, kind="stable")
+    adjusted = np.minimum(np.maximum.accumulate((m - np.arange(m)) * q[order]), 1.0)
+    result = np.empty(m)
+    result[order] = adjusted
+    out[finite] = result
+    return out
+
+
+def compare(
+    a: pd.Series,
+    b: pd.Series,
+    *,
+    ci: str = "t",
+    confidence: float = 0.95,
+    wilcoxon_min_n: int = 6,
+) -> dict:
+    """Paired comparison of A and B, both indexed by seed: delta = A - B over shared seeds.
+
+    The interval is on the mean paired difference; the p-value is a paired t-test, or the
+    Wilcoxon signed-rank test once there are ``wilcoxon_min_n`` pairs (enough for the rank
+    test to reach p < 0.05 without assuming normal differences).
+    """
+    pairs = pd.concat({"a": a, "b": b}, axis=1, join="inner").dropna()
+    n = len(pairs)
+    diff = (pairs["a"] - pairs["b"]).to_numpy(float)
+    lo, hi = interval(diff, ci, confidence)
+    p, test = math.nan, ""
+    if n >= 2 and np.any(diff != 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            if n >= wilcoxon_min_n:
+                p, test = float(stats.wilcoxon(pairs["a"], pairs["b"]).pvalue), "wilcoxon"
+            else:
+                p, test = float(stats.ttest_rel(pairs["a"], pairs["b"]).pvalue), "t"
+    elif n >= 2:
+        p, test = 1.0, "t"
+    return {
+        "n_pairs": n,
+        "delta": float(diff.mean()) if n else math.nan,
+        "delta_low": lo,
+        "delta_high": hi,
+        "p": p,
+        "test": test,
+        "p_improve": prob_improvement(pairs["a"], pairs["b"]) if n else math.nan,
+    }
+
+
+def verdict(low: float, high: float, expected_sign: int) -> str:
+    """``agrees`` / ``disagrees`` when the interval excludes 0, else ``inconclusive``."""
+    if math.isnan(low) or math.isnan(high):
+        return "inconclusive"
+    if low > 0:
+        sign = 1
+    elif high < 0:
+        sign = -1
+    else:
+        return "inconclusive"
+    return "agrees" if sign == int(expected_sign) else "disagrees"
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _ok(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    return df[(df["status"] == "ok") & df[metric].notna()] if metric in df else df.iloc[:0]
+
+
+def _by_seed(df: pd.DataFrame, metric: str) -> pd.Series:
+    """One value per seed (a re-run of the same seed is averaged, not double counted)."""
+    ok = _ok(df, metric)
+    return ok.groupby("seed")[metric].mean() if len(ok) else pd.Series(dtype=float)
+
+
+def cell_order(df: pd.DataFrame, grid: str) -> list[str]:
+    """Cells of a grid: baseline first, then in the order the runner wrote them."""
+    rows = df[df["grid"] == grid]
+    cells = list(dict.fromkeys(rows["cell"]))
+    baseline = baseline_of(df, grid)
+    return ([baseline] if baseline in cells else []) + [c for c in cells if c != baseline]
+
+
+def baseline_of(df: pd.DataFrame, grid: str) -> str:
+    """The grid's baseline cell label (the runner writes it on every row)."""
+    values = df.loc[df["grid"] == grid, "baseline_cell"]
+    values = values[values != ""]
+    return str(values.iloc[0]) if len(values) else ""
+
+
+def _sort(table: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
+    rank = {(g, c): i for g in df["grid"].unique() for i, c in enumerate(cell_order(df, g))}
+    keys = [rank.get((g, c), len(rank)) for g, c in zip(table["grid"], table["cell"])]
+    table = table.assign(_rank=keys).sort_values(["paper", "grid", "profile", "_rank"])
+    return table.drop(columns="_rank").reset_index(drop=True)
+
+
+def status_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs per cell and status (ok, diverged, failed, total)."""
+    counts = pd.crosstab([df[k] for k in GROUP], df["status"]) if len(df) else pd.DataFrame()
+    counts = counts.reindex(columns=STATUSES, fill_value=0)
+    counts["total"] = counts.sum(axis=1)
+    counts = counts.reset_index()
+    for key in GROUP:
+        if key not in counts:
+            counts[key] = pd.Series(dtype=str)
+    return _sort(counts[GROUP + STATUSES + ["total"]], df)
+
+
+def cell_stats(
+    df: pd.DataFrame,
+    metric: str = "test_top1",
+    *,
+    ci: str = "t",
+    confidence: float = 0.95,
+    with_iqm: bool = False,
+) -> pd.DataFrame:
+    """Per cell: n ok runs, mean, std, CI (and IQM), median cost, diverged/failed counts."""
+    rows = []
+    for key, group in df.groupby(GROUP, sort=False):
+        x = _ok(group, metric)[metric].to_numpy(float)
+        lo, hi = interval(x, ci, confidence)
+        row = dict(zip(GROUP, key))
+        row.update(
+            baseline_cell=group["baseline_cell"].iloc[0],
+            n=len(x),
+            mean=float(x.mean()) if len(x) else math.nan,
+            std=float(x.std(ddof=1)) if len(x) > 1 else math.nan,
+            ci_low=lo,
+            ci_high=hi,
+            diverged=int((group["status"] == "diverged").sum()),
+            failed=int((group["status"] == "failed").sum()),
+        )
+        if with_iqm:
+            row["iqm"] = iqm(x)
+        ok = group[group["status"] == "ok"]
+        for column in COST:
+            row[column] = float(ok[column].median()) if column in ok and len(ok) else math.nan
+        rows.append(row)
+    columns = GROUP + ["baseline_cell", "n", "mean", "std", "ci_low", "ci_high"]
+    columns += ["diverged", "failed"] + (["iqm"] if with_iqm else []) + COST
+    return _sort(pd.DataFrame(rows, columns=columns), df)
+
+
+def paired_deltas(
+    df: pd.DataFrame,
+    metric: str = "test_top1",
+    *,
+    ci: str = "t",
+    confidence: float = 0.95,
+    wilcoxon_min_n: int = 6,
+) -> pd.DataFrame:
+    """Every non-baseline cell against its grid's baseline, paired by seed, Holm per grid."""
+    rows = []
+    for (paper, grid, profile), rows_g in df.groupby(GROUP[:3], sort=False):
+        baseline = baseline_of(rows_g, grid)
+        base = _by_seed(rows_g[rows_g["cell"] == baseline], metric)
+        for cell in cell_order(rows_g, grid):
+            if cell == baseline:
+                continue
+            cmp = compare(
+                _by_seed(rows_g[rows_g["cell"] == cell], metric),
+                base,
+                ci=ci,
+                confidence=confidence,
+                wilcoxon_min_n=wilcoxon_min_n,
+            )
+            rows.append({"paper": paper, "grid": grid, "profile": profile, "cell": cell, **cmp})
+    columns = GROUP + ["n_pairs", "delta", "delta_low", "delta_high", "p", "test", "p_improve"]
+    out = pd.DataFrame(rows, columns=columns)
+    out["p_holm"] = out.groupby(["grid", "profile"])["p"].transform(lambda p: holm(p))
+    return out
+
+
+def _paper_value(paper_results: pd.DataFrame, paper: str, table: str, model: str) -> float:
+    if not table or not model:
+        return math.nan
+    hit = paper_results[
+        (paper_results["paper"] == paper)
+        & (paper_results["table"] == table)
+        & (paper_results["model"] == model)
+    ]
+    return float(hit["value"].iloc[0]) if len(hit) else math.nan
+
+
+def paper_cell_values(claims: pd.DataFrame, paper_results: pd.DataFrame) -> pd.DataFrame:
+    """(grid, cell) -> the paper's published number, through the row references in claims."""
+    rows = []
+    for c in claims.itertuples():
+        for cell, table, model in [
+            (c.cell, c.paper_table, c.paper_model),
+            (c.versus_cell, c.versus_table, c.versus_model),
+        ]:
+            value = _paper_value(paper_results, c.paper, table, model)
+            if not math.isnan(value):
+                rows.append({"grid": c.grid, "cell": cell, "paper_value": value})
+    out = pd.DataFrame(rows, columns=["grid", "cell", "paper_value"])
+    return out.drop_duplicates(["grid", "cell"]).reset_index(drop=True)
+
+
+def summary_table(
+    df: pd.DataFrame,
+    metric: str = "test_top1",
+    *,
+    ci: str = "t",
+    confidence: float = 0.95,
+    with_iqm: bool = False,
+    claims: pd.DataFrame | None = None,
+    paper_results: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Numeric paper-style table: cell stats, paired delta to baseline, cost, paper number."""
+    cells = cell_stats(df, metric, ci=ci, confidence=confidence, with_iqm=with_iqm)
+    deltas = paired_deltas(df, metric, ci=ci, confidence=confidence)
+    out = cells.merge(deltas, on=GROUP, how="left")
+    claims = load_claims() if claims is None else claims
+    paper_results = load_paper_results() if paper_results is None else paper_results
+    out = out.merge(paper_cell_values(claims, paper_results), on=["grid", "cell"], how="left")
+    base = out.loc[out["cell"] == out["baseline_cell"], ["grid", "profile", "paper_value"]]
+    base = base.rename(columns={"paper_value": "paper_baseline"})
+    out = out.merge(base, on=["grid", "profile"], how="left")
+    out["paper_delta"] = out["paper_value"] - out["paper_baseline"]
+    out.loc[out["cell"] == out["baseline_cell"], "paper_delta"] = math.nan
+    return _sort(out.drop(columns="paper_baseline"), df)
+
+
+def check_claims(
+    df: pd.DataFrame,
+    claims: pd.DataFrame | None = None,
+    paper_results: pd.DataFrame | None = None,
+    metric: str = "test_top1",
+    *,
+    ci: str = "t",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """One verdict per claim and profile; a claim whose cells have no ok run is ``not run``."""
+    claims = load_claims() if claims is None else claims
+    paper_results = load_paper_results() if paper_results is None else paper_results
+    rows = []
+    for c in claims.itertuples():
+        grid_rows = df[df["grid"] == c.grid]
+        profiles = list(dict.fromkeys(grid_rows["profile"])) or [""]
+        for profile in profiles:
+            rows_p = grid_rows[grid_rows["profile"] == profile]
+            a = _by_seed(rows_p[rows_p["cell"] == c.cell], metric)
+            b = _by_seed(rows_p[rows_p["cell"] == c.versus_cell], metric)
+            row = {
+                "paper": c.paper,
+                "grid": c.grid,
+                "profile": profile,
+                "claim": c.claim,
+                "cell": c.cell,
+                "versus_cell": c.versus_cell,
+                "expected_sign": c.expected_sign,
+            }
+            if len(a) and len(b):
+                row.update(compare(a, b, ci=ci, confidence=confidence))
+                row["verdict"] = verdict(row["delta_low"], row["delta_high"], c.expected_sign)
+            else:
+                row["verdict"] = "not run"
+            value = _paper_value(paper_results, c.paper, c.paper_table, c.paper_model)
+            versus = _paper_value(paper_results, c.paper, c.versus_table, c.versus_model)
+            row.update(
+                paper_value=value,
+                paper_versus_value=versus,
+                paper_delta=value - versus,
+                source=c.source,
+                note=c.note,
+            )
+            rows.append(row)
+    columns = ["paper", "grid", "profile", "claim", "cell", "versus_cell", "expected_sign"]
+    columns += ["n_pairs", "delta", "delta_low", "delta_high", "p", "test", "p_improve"]
+    columns += ["verdict", "paper_value", "paper_versus_value", "paper_delta", "source", "note"]
+    out = pd.DataFrame(rows).reindex(columns=columns)
+    out["p_holm"] = out.groupby(["grid", "profile"])["p"].transform(lambda p: holm(p))
+    return out
+
+
+def grid_overview(df: pd.DataFrame) -> pd.DataFrame:
+    """One line per grid and profile: cells, seeds, and how many runs ended in each status."""
+    if not len(df):
+        return pd.DataFrame(columns=["paper", "grid", "profile", "cells", "seeds"] + STATUSES)
+    rows = []
+    for (paper, grid, profile), g in df.groupby(GROUP[:3]):
+        counts = g["status"].value_counts()
+        rows.append(
+            {
+                "paper": paper,
+                "grid": grid,
+                "profile": profile,
+                "cells": g["cell"].nunique(),
+                "seeds": g.loc[g["status"] == "ok", "seed"].nunique(),
+                **{s: int(counts.get(s, 0)) for s in STATUSES},
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def planned_grids(
+    paper: str,
+    df: pd.DataFrame | None = None,
+    claims: pd.DataFrame | None = None,
+    ablations_dir: str | Path | None = None,
+) -> list[str]:
+    """Grids of a paper: its ablation YAMLs, the grids its claims name, and any with results."""
+    names: list[str] = []
+    if ablations_dir is not None:
+        names += [f"{paper}/{p.stem}" for p in sorted(Path(ablations_dir, paper).glob("*.yaml"))]
+    if claims is not None:
+        names += list(claims.loc[claims["paper"] == paper, "grid"])
+    if df is not None and len(df):
+        names += sorted(df.loc[df["paper"] == paper, "grid"].unique())
+    return list(dict.fromkeys(names))
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def _num(x: float, digits: int = 2, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def format_interval(
+    mean: float, low: float, high: float, digits: int = 2, sign: bool = False
+) -> str:
+    """``mean ± half-width`` for a symmetric interval, ``mean [low, high]`` otherwise."""
+    if isinstance(mean, float) and math.isnan(mean):
+        return ""
+    text = _num(mean, digits, sign)
+    if math.isnan(low) or math.isnan(high):
+        return text
+    up, down = high - mean, mean - low
+    if abs(up - down) <= 1e-9 * max(1.0, abs(mean)):
+        return f"{text} ± {up:.{digits}f}"
+    return f"{text} [{_num(low, digits, sign)}, {_num(high, digits, sign)}]"
+
+
+def format_p(p: float) -> str:
+    if p is None or math.isnan(p):
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def format_summary(summary: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
+    """Strings for display: one row per cell, the paper-style columns of ``summary_table``."""
+    label = METRIC_LABELS.get(metric, metric)
+    rows = []
+    for r in summary.itertuples():
+        is_base = r.cell == r.baseline_cell
+        lost = ", ".join(f"{int(v)} {k}" for k, v in [("diverged", r.diverged), ("failed", r.failed)] if v)
+        rows.append(
+            {
+                "cell": r.cell + (" (baseline)" if is_base else ""),
+                "n": str(r.n) + (f" ({lost})" if lost else ""),
+                f"{label} ± 95% CI": format_interval(r.mean, r.ci_low, r.ci_high),
+                "Δ vs baseline (pp)": "—"
+                if is_base
+                else format_interval(r.delta, r.delta_low, r.delta_high, sign=True),
+                "p (Holm)": "" if is_base else format_p(r.p_holm),
+                "P(improve)": "" if is_base else _num(r.p_improve, 2),
+                "paper top-1 (%)": _num(r.paper_value, 1),
+                "paper Δ (pp)": _num(r.paper_delta, 1, sign=True),
+                "params (M)": _num(r.params / 1e6, 2),
+                "MMACs": _num(r.macs / 1e6, 1),
+                "train img/s": _num(r.train_img_s, 0),
+                "infer img/s": _num(r.infer_img_s, 0),
+            }
+        )
+    out = pd.DataFrame(rows)
+    if len(out):
+        empty = [c for c in out.columns if (out[c] == "").all() and c.startswith("paper")]
+        out = out.drop(columns=empty)
+    return out
+
+
+def format_claims(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Strings for display: claim, our paired delta with CI, the paper's delta, the verdict."""
+    rows = []
+    for r in verdicts.itertuples():
+        ran = r.verdict != "not run"
+        paper = ""
+        if not math.isnan(r.paper_delta):
+            paper = f"{r.paper_delta:+.1f} ({r.paper_value:.1f} vs {r.paper_versus_value:.1f})"
+        rows.append(
+            {
+                "grid": r.grid,
+                "profile": r.profile,
+                "claim": r.claim,
+                "comparison": f"{r.cell} vs {r.versus_cell}",
+                "expected": "+" if r.expected_sign > 0 else "−",
+                "ours: Δ (pp) ± 95% CI": format_interval(r.delta, r.delta_low, r.delta_high, sign=True)
+                if ran
+                else "",
+                "n": str(int(r.n_pairs)) if ran else "",
+                "p": format_p(r.p) if ran else "",
+                "P(improve)": _num(r.p_improve, 2) if ran else "",
+                "paper: Δ (pp)": paper,
+                "verdict": r.verdict,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- Pareto and sweeps
+
+
+def pareto_mask(x: Iterable[float], y: Iterable[float], *, x_lower: bool = True) -> np.ndarray:
+    """Points no other point beats on both cost x and accuracy y (higher y is better)."""
+    x, y = np.asarray(list(x), dtype=float), np.asarray(list(y), dtype=float)
+    if not x_lower:
+        x = -x
+    mask = np.zeros(len(x), dtype=bool)
+    for i in range(len(x)):
+        if np.isnan(x[i]) or np.isnan(y[i]):
+            continue
+        dominated = (x <= x[i]) & (y >= y[i]) & ((x < x[i]) | (y > y[i]))
+        mask[i] = not dominated.any()
+    return mask
+
+
+def load_sweeps(directory: str | Path) -> dict[str, pd.DataFrame]:
+    """Optuna trials dataframes by sweep name (``results/sweeps/<name>.csv``); {} when none."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return {}
+    return {p.stem: pd.read_csv(p) for p in sorted(directory.glob("*.csv"))}
+
+
+def sweep_objectives(trials: pd.DataFrame) -> list[str]:
+    """``["value"]`` for a single-objective study, ``["values_0", "values_1", ...]`` otherwise."""
+    multi = sorted(
+        (c for c in trials.columns if c.startswith("values_")), key=lambda c: int(c.split("_")[1])
+    )
+    return multi or (["value"] if "value" in trials else [])
+
+
+def sweep_directions(trials: pd.DataFrame, default: str = "maximize") -> list[str]:
+    """Directions from a ``user_attrs_directions`` column ("maximize;minimize") if present."""
+    objectives = sweep_objectives(trials)
+    for column in ["user_attrs_directions", "user_attrs_direction"]:
+        if column in trials and trials[column].notna().any():
+            found = str(trials[column].dropna().iloc[0]).replace(",", ";").split(";")
+            found = [d.strip() for d in found if d.strip()]
+            if len(found) == len(objectives):
+                return found
+    return [default] * len(objectives)
+
+
+def best_trials(trials: pd.DataFrame, k: int = 5, direction: str | None = None) -> pd.DataFrame:
+    """The k best complete trials of a single-objective sweep, params included."""
+    objectives = sweep_objectives(trials)
+    if not objectives:
+        return trials.iloc[:0]
+    done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
+    direction = direction or sweep_directions(trials)[0]
+    done = done.sort_values(objectives[0], ascending=direction == "minimize")
+    keep = ["number"] + objectives + [c for c in trials.columns if c.startswith("params_")]
+    return done[[c for c in keep if c in done]].head(k).reset_index(drop=True)

@@ -1,0 +1,194 @@
+"""One LightningModule for image classification around any timm model name plus toggles.
+
+The module owns the recipe (optimizer, schedule, loss, mixup, EMA) and the metrics; the model
+is a plain ``nn.Module`` built by ``timm.create_model(name, **toggles)``, so every ablation is
+a keyword argument and nothing here knows about a particular paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import lightning as L
+import timm
+import timm.data
+import timm.loss
+import timm.optim
+import timm.utils
+import torch
+import torch.nn as nn
+import torchmetrics
+
+import modules  # noqa: F401  (registers the project's models with timm)
+
+
+@dataclass
+class TrainConfig:
+    """The recipe of a run; every field is a key under ``train:`` in a grid spec."""
+
+    epochs: int = 3
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.5
+    min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
+    label_smoothing: float = 0.1
+    mixup: float = 0.0  # mixup alpha (0 = off)
+    cutmix: float = 0.0  # CutMix alpha (0 = off)
+    grad_clip: float | None = 5.0
+    ema_decay: float | None = None  # e.g. 0.999; evaluation then uses the EMA weights
+    drop_path: float = 0.0
+    precision: str = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
+    channels_last: str = "auto"  # auto: on for GPU, off on CPU; or "on"/"off"
+    compile: bool = False
+    deterministic: bool = False
+    accelerator: str = "auto"
+    limit_train_batches: float | int | None = None  # for smoke tests
+    inject_nan_at_step: int | None = None  # fault injection: turn the loss into NaN
+
+
+class DivergedError(RuntimeError):
+    """The training loss became NaN or Inf; the run is stored as ``diverged``."""
+
+    def __init__(self, epoch: int, step: int):
+        self.epoch, self.step = epoch, step
+        super().__init__(f"loss is not finite at epoch {epoch}, step {step}")
+
+
+def create_model(name: str, num_classes: int, in_chans: int, input_size: int, **toggles):
+    """``timm.create_model`` with the data's geometry; img_size only where the model takes it."""
+    entry = timm.models.model_entrypoint(name)
+    kwargs = dict(num_classes=num_classes, in_chans=in_chans, **toggles)
+    if entry.__module__.startswith("modules.") and "img_size" not in toggles:
+        kwargs["img_size"] = input_size
+    return timm.create_model(name, **kwargs)
+
+
+def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float):
+    """Per-step multiplier: linear warm-up to 1, then cosine down to ``min_ratio``."""
+
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+
+    return f
+
+
+class ClassificationModule(L.LightningModule):
+    def __init__(
+        self,
+        model_name: str,
+        model_kwargs: dict | None = None,
+        num_classes: int = 10,
+        in_chans: int = 1,
+        img_size: int = 28,
+        train: dict | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = TrainConfig(**(train or {}))
+        toggles = dict(model_kwargs or {})
+        if self.cfg.drop_path:
+            toggles.setdefault("drop_path_rate", self.cfg.drop_path)
+        self.model = create_model(model_name, num_classes, in_chans, img_size, **toggles)
+        self.ema = None
+        if self.cfg.ema_decay:
+            self.ema = timm.utils.ModelEmaV3(self.model, decay=self.cfg.ema_decay)
+        self.mixup = None
+        if self.cfg.mixup > 0 or self.cfg.cutmix > 0:
+            self.mixup = timm.data.Mixup(
+                mixup_alpha=self.cfg.mixup,
+                cutmix_alpha=self.cfg.cutmix,
+                label_smoothing=self.cfg.label_smoothing,
+                num_classes=num_classes,
+            )
+            self.train_loss = timm.loss.SoftTargetCrossEntropy()
+        else:
+            self.train_loss = nn.CrossEntropyLoss(label_smoothing=self.cfg.label_smoothing)
+        self.eval_loss = nn.CrossEntropyLoss()
+        top5 = min(5, num_classes)
+        for stage in ("train", "val", "test"):
+            setattr(self, f"{stage}_top1", torchmetrics.Accuracy("multiclass", num_classes=num_classes))
+        for stage in ("val", "test"):
+            setattr(
+                self,
+                f"{stage}_top5",
+                torchmetrics.Accuracy("multiclass", num_classes=num_classes, top_k=top5),
+            )
+        self._channels_last = False
+
+    # ------------------------------------------------------------------ setup
+    def configure_model(self) -> None:
+        on_gpu = self.device.type == "cuda"
+        mode = self.cfg.channels_last
+        self._channels_last = (mode == "auto" and on_gpu) or mode == "on"
+        if self._channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.cfg.compile and not getattr(self, "_compiled", False):
+            self.model = torch.compile(self.model)
+            self._compiled = True
+
+    def configure_optimizers(self):
+        # timm puts norms, biases and model.no_weight_decay() (pos/cls embeddings) at wd 0
+        opt = timm.optim.create_optimizer_v2(
+            self.model, "adamw", lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        epochs = max(1, self.trainer.max_epochs or self.cfg.epochs)
+        warmup = int(round(self.cfg.warmup_epochs * total / epochs))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, cosine_with_warmup(total, warmup, self.cfg.min_lr_ratio)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx: int):
+        x, y = batch
+        target = y
+        if self.mixup is not None and len(x) % 2 == 0:
+            x, target = self.mixup(x, y)
+        elif self.mixup is not None:  # timm's Mixup needs an even batch
+            target = torch.nn.functional.one_hot(y, self.hparams.num_classes).float()
+        logits = self(x)
+        loss = self.train_loss(logits, target)
+        if self.cfg.inject_nan_at_step is not None and self.global_step >= self.cfg.inject_nan_at_step:
+            loss = loss * float("nan")
+        if not torch.isfinite(loss):
+            raise DivergedError(self.current_epoch, self.global_step)
+        self.train_top1(logits.detach(), y)
+        self.log("train_loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train_top1", self.train_top1, on_step=False, on_epoch=True)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step)
+
+    def _eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _eval_step(self, batch, stage: str):
+        x, y = batch
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = self._eval_model()(x)
+        loss = self.eval_loss(logits.float(), y)
+        getattr(self, f"{stage}_top1")(logits, y)
+        getattr(self, f"{stage}_top5")(logits, y)
+        self.log(f"{stage}_loss", loss, prog_bar=stage == "val")
+        self.log(f"{stage}_top1", getattr(self, f"{stage}_top1"), prog_bar=stage == "val")
+        self.log(f"{stage}_top5", getattr(self, f"{stage}_top5"))
+
+    def validation_step(self, batch, batch_idx: int):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int):
+        self._eval_step(batch, "test")

@@ -1,0 +1,178 @@
+"""Train and test one configuration: the unit of work of the CLI, the grid runner and sweeps.
+
+``train_run`` builds the data module and the Lightning module, trains with a checkpoint every
+epoch in ``workdir`` (resumed if one is there), tests the final weights on the test split and
+returns one flat result: metrics, cost and the per-epoch curves. A NaN loss ends the run as
+``diverged``; any other exception propagates to the caller, which stores it as ``failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from experiments.cost import (
+    PeakMemory,
+    TrainThroughput,
+    count_macs,
+    count_params,
+    inference_throughput,
+    wall_clock,
+)
+from experiments.data import DataConfig, ImageDataModule
+from experiments.lit import ClassificationModule, DivergedError, TrainConfig
+
+CHECKPOINT = "last.ckpt"
+CURVES = "epochs.jsonl"
+
+
+class EpochCurves(L.Callback):
+    """Appends each epoch's train/val loss and accuracy and the learning rate to a JSONL file.
+
+    The file lives beside the checkpoint, so a resumed run keeps the curve of its first part.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path, self.rows = path, []
+
+    def load(self, keep_below: int) -> None:
+        if self.path and self.path.exists():
+            rows = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+            self.rows = [r for r in rows if r["epoch"] < keep_below]
+            self._rewrite()
+
+    def _rewrite(self) -> None:
+        if self.path:
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in self.rows))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        row = {
+            "epoch": trainer.current_epoch,
+            "train_loss": m.get("train_loss_epoch", m.get("train_loss")),
+            "train_top1": 100 * m["train_top1"] if "train_top1" in m else None,
+            "val_loss": m.get("val_loss"),
+            "val_top1": 100 * m["val_top1"] if "val_top1" in m else None,
+            "lr": m.get("lr"),
+        }
+        self.rows.append(row)
+        self._rewrite()
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    """The number of epochs a checkpoint has completed (0 if there is none)."""
+    if not path.exists():
+        return 0
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return int(ckpt.get("epoch", -1)) + 1
+
+
+def train_run(
+    model: dict,
+    data: dict | None = None,
+    train: dict | None = None,
+    seed: int = 0,
+    workdir: str | Path | None = None,
+    progress: bool = True,
+    callbacks: Sequence[L.Callback] = (),
+    measure_cost: bool = True,
+) -> dict:
+    """Train ``model`` (``{"name": ..., **toggles}``) and return the result of the run."""
+    model = dict(model)
+    name = model.pop("name")
+    data_cfg = DataConfig(**(data or {}))
+    train_cfg = TrainConfig(**(train or {}))
+    workdir = Path(workdir) if workdir else None
+    if workdir:
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    dm = ImageDataModule(data_cfg, seed=seed)
+    dm.setup()
+    c, h, _ = dm.input_shape
+    module = ClassificationModule(
+        name, model, num_classes=dm.num_classes, in_chans=c, img_size=h, train=vars(train_cfg)
+    )
+
+    on_gpu = train_cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    precision = train_cfg.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if on_gpu else "32-true"
+    throughput = TrainThroughput()
+    curves = EpochCurves(workdir / CURVES if workdir else None)
+    cbs: list[L.Callback] = [throughput, curves, *callbacks]
+    ckpt_path = None
+    restart_epoch = 0
+    if workdir:
+        cbs.append(
+            L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=workdir, filename="last", save_top_k=0, save_last=True, every_n_epochs=1
+            )
+        )
+        if (workdir / CHECKPOINT).exists():
+            ckpt_path = str(workdir / CHECKPOINT)
+            restart_epoch = _checkpoint_epoch(workdir / CHECKPOINT)
+    curves.load(keep_below=restart_epoch)
+
+    trainer = L.Trainer(
+        max_epochs=train_cfg.epochs,
+        accelerator="gpu" if on_gpu else "cpu",
+        devices=1,
+        precision=precision,
+        gradient_clip_val=train_cfg.grad_clip,
+        deterministic=train_cfg.deterministic,
+        logger=False,
+        callbacks=cbs,
+        enable_checkpointing=workdir is not None,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_train_batches=train_cfg.limit_train_batches,
+        default_root_dir=str(workdir) if workdir else None,
+    )
+    result: dict = {"status": "ok", "error": "", "diverged_epoch": None}
+    with PeakMemory() as memory, wall_clock() as wall, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        except DivergedError as err:
+            result.update(status="diverged", error=str(err), diverged_epoch=err.epoch)
+        if result["status"] == "ok" and not trainer.interrupted:
+            test = trainer.test(module, datamodule=dm, verbose=False)[0]
+            result.update(
+                test_top1=100 * test["test_top1"],
+                test_top5=100 * test["test_top5"],
+                test_loss=test["test_loss"],
+            )
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    vals = [r for r in curves.rows if r.get("val_top1") is not None]
+    best = max(vals, key=lambda r: r["val_top1"]) if vals else None
+    result.update(
+        val_top1=vals[-1]["val_top1"] if vals else None,
+        best_val_top1=best["val_top1"] if best else None,
+        best_epoch=best["epoch"] if best else None,
+        epochs_run=len(curves.rows),
+        restart_epoch=restart_epoch,
+        train_img_s=throughput.img_s,
+        peak_mem_mb=memory.mb,
+        wall_s=wall["seconds"],
+        epochs=curves.rows,
+    )
+    if measure_cost:
+        net = module._eval_model()
+        result.update(
+            params=count_params(module.model),
+            macs=count_macs(net, dm.input_shape),
+            infer_img_s=inference_throughput(net, dm.input_shape, data_cfg.eval_batch_size),
+        )
+    return result

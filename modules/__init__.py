@@ -1,0 +1,10 @@
+"""Model code: toggleable hybrid conv/attention backbones registered with timm.
+
+Importing this package registers every model with timm, so
+``timm.create_model("localvit_tiny", dwconv=False)`` works after ``import modules``.
+"""
+
+from modules.toggles import ToggleError
+import modules.efficientmod  # noqa: F401
+
+__all__ = ["ToggleError"]
