@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from experiments.cli_values import parse_sets
@@ -73,12 +74,135 @@ def cmd_train(args) -> int:
     return 0 if result["status"] == "ok" else 1
 
 
+def _grid_parsers(sub) -> None:
+    p = sub.add_parser("check", help="validate grid specs without training (exit 2 on the first error)")
+    p.add_argument("paths", nargs="+", help="spec files or folders (e.g. ablations/)")
+
+    p = sub.add_parser("run", help="run a grid: enqueue its runs once, work them, export the table")
+    p.add_argument("spec", help="a grid spec, e.g. ablations/localvit/layers.yaml")
+    p.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"), help="compute budget (default quick)")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 1) or 1), help="local worker processes (default 1)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: ABLATE_STORAGE or runs/optuna.journal)")
+    p.add_argument("--seeds", type=int, default=None, help="override the spec's seeds with 0..N-1")
+    p.add_argument("--results", default=None, help="results folder (default results/)")
+    p.add_argument("--no-progress", action="store_true", help="hide the per-run progress bar")
+
+    p = sub.add_parser("worker", help="one worker: drain a study's queue, then stop")
+    p.add_argument("--study", required=True, help="study name, <paper>/<table>@<profile>")
+    p.add_argument("--storage", default=None, help="Optuna storage URL or journal file")
+    p.add_argument("--results", default=None, help="results folder (default results/)")
+    p.add_argument("--no-progress", action="store_true", help="hide the per-run progress bar")
+
+    for name, helptext in (
+        ("report", "execute the notebooks on results/ and write results/REPORT.md"),
+        ("bench", "speed figures (Lightning vs bare loop, variant vs baseline) under results/bench/"),
+        ("sweep", "run an Optuna sweep spec (ablations/sweeps/<name>.yaml)"),
+    ):
+        p = sub.add_parser(name, help=helptext, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("list", help="list grid specs with their descriptions (for make help)")
+    p.add_argument("root", nargs="?", default="ablations")
+
+
+def cmd_check(args) -> int:
+    from experiments.spec import find_specs, load_spec
+
+    n = 0
+    for target in args.paths:
+        for path in find_specs(target):
+            spec = load_spec(path)
+            runs = spec.expand()
+            print(f"ok  {path}  ({len(spec.cells())} cells x {len(spec.seeds)} seeds = {len(runs)} runs)")
+            n += 1
+    print(f"{n} spec(s) valid")
+    return 0
+
+
+def _set_results(args) -> None:
+    if getattr(args, "results", None):
+        os.environ["ABLATE_RESULTS"] = args.results
+
+
+def cmd_run(args) -> int:
+    from experiments.runner import run_grid
+
+    _set_results(args)
+    run_grid(args.spec, profile=args.profile, workers=args.workers, storage=args.storage,
+             seeds=args.seeds, progress=not args.no_progress)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    import torch
+
+    from experiments.runner import work
+
+    _set_results(args)
+    if os.environ.get("ABLATE_THREADS"):
+        torch.set_num_threads(int(os.environ["ABLATE_THREADS"]))
+    grid, _, profile = args.study.rpartition("@")
+    n = work(grid, profile, args.storage, progress=not args.no_progress)
+    print(f"worker {os.getpid()}: {n} run(s), queue empty", flush=True)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from experiments.spec import find_specs, load_spec
+
+    for path in find_specs(args.root):
+        spec = load_spec(path, build_models=False)
+        target = "ablation-" + spec.name.replace("/", "-")
+        print(f"{target:38s} {spec.description}")
+    return 0
+
+
+FORWARDED = ("report", "bench", "sweep")
+
+
+def _forward(module: str):
+    def run(args) -> int:
+        import importlib
+
+        return importlib.import_module(module).main(args.rest)
+
+    return run
+
+
+COMMANDS = {
+    "report": _forward("experiments.report"),
+    "bench": _forward("experiments.bench"),
+    "sweep": _forward("experiments.sweep"),
+"train": cmd_train, "check": cmd_check, "run": cmd_run, "worker": cmd_worker, "list": cmd_list}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
-    args = parser.parse_args(argv)
-    return {"train": cmd_train}[args.command](args)
+    _grid_parsers(sub)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in FORWARDED:  # these parse their own options
+        args = argparse.Namespace(command=argv[0], rest=argv[1:])
+    else:
+        args = parser.parse_args(argv)
+    from experiments.data import DatasetNotFound
+    from experiments.spec import SpecError
+    from modules.toggles import ToggleError
+
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ToggleError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except DatasetNotFound as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

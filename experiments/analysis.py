@@ -13,6 +13,7 @@ counted beside them so that a variant which often blows up is not silently flatt
 from __future__ import annotations
 
 import glob
+import inspect
 import math
 import warnings
 from collections.abc import Iterable
@@ -93,8 +94,12 @@ def load_results(
         if {"grid", "cell", "status"} <= set(frame.columns):
             frames.append(frame)
         else:
-            warnings.warn(f"{path}: not a results table (needs grid, cell, status); skipped")
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TEXT_COLUMNS))
+            warnings.warn(
+                f"{path}: not a results table (needs grid, cell, status); skipped", stacklevel=2
+            )
+    df = (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(TEXT_COLUMNS))
+    )
     for column in ["paper", "grid", "profile", "cell", "baseline_cell", "status", "error"]:
         if column not in df:
             df[column] = ""
@@ -163,6 +168,13 @@ def t_interval(x: Iterable[float], confidence: float = 0.95) -> tuple[float, flo
     return (float(lo), float(hi))
 
 
+def _bootstrap_rng(seed: int) -> dict:
+    """scipy >= 1.15 takes `rng`; older releases call it `random_state`."""
+    if "rng" in inspect.signature(stats.bootstrap).parameters:
+        return {"rng": np.random.default_rng(seed)}
+    return {"random_state": np.random.default_rng(seed)}
+
+
 def bootstrap_interval(
     x: Iterable[float],
     confidence: float = 0.95,
@@ -183,7 +195,7 @@ def bootstrap_interval(
         n_resamples=n_resamples,
         confidence_level=confidence,
         method="percentile",
-        rng=np.random.default_rng(seed),
+        **_bootstrap_rng(seed),
     )
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
@@ -319,7 +331,7 @@ def baseline_of(df: pd.DataFrame, grid: str) -> str:
 
 def _sort(table: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     rank = {(g, c): i for g in df["grid"].unique() for i, c in enumerate(cell_order(df, g))}
-    keys = [rank.get((g, c), len(rank)) for g, c in zip(table["grid"], table["cell"])]
+    keys = [rank.get((g, c), len(rank)) for g, c in zip(table["grid"], table["cell"], strict=False)]
     table = table.assign(_rank=keys).sort_values(["paper", "grid", "profile", "_rank"])
     return table.drop(columns="_rank").reset_index(drop=True)
 
@@ -349,7 +361,7 @@ def cell_stats(
     for key, group in df.groupby(GROUP, sort=False):
         x = _ok(group, metric)[metric].to_numpy(float)
         lo, hi = interval(x, ci, confidence)
-        row = dict(zip(GROUP, key))
+        row = dict(zip(GROUP, key, strict=False))
         row.update(
             baseline_cell=group["baseline_cell"].iloc[0],
             n=len(x),
@@ -577,7 +589,9 @@ def format_summary(summary: pd.DataFrame, metric: str = "test_top1") -> pd.DataF
     rows = []
     for r in summary.itertuples():
         is_base = r.cell == r.baseline_cell
-        lost = ", ".join(f"{int(v)} {k}" for k, v in [("diverged", r.diverged), ("failed", r.failed)] if v)
+        lost = ", ".join(
+            f"{int(v)} {k}" for k, v in [("diverged", r.diverged), ("failed", r.failed)] if v
+        )
         rows.append(
             {
                 "cell": r.cell + (" (baseline)" if is_base else ""),
@@ -618,7 +632,9 @@ def format_claims(verdicts: pd.DataFrame) -> pd.DataFrame:
                 "claim": r.claim,
                 "comparison": f"{r.cell} vs {r.versus_cell}",
                 "expected": "+" if r.expected_sign > 0 else "−",
-                "ours: Δ (pp) ± 95% CI": format_interval(r.delta, r.delta_low, r.delta_high, sign=True)
+                "ours: Δ (pp) ± 95% CI": format_interval(
+                    r.delta, r.delta_low, r.delta_high, sign=True
+                )
                 if ran
                 else "",
                 "n": str(int(r.n_pairs)) if ran else "",

@@ -119,7 +119,7 @@ class TrainThroughput(L.Callback):
     (allocator and kernel warm-up).
     """
 
-    def __init__(self, skip: int = 3):
+    def __init__(self, skip: int = 2):
         self.skip, self.images, self.seconds = skip, 0, 0.0
         self._last: float | None = None
         self._last_size = 0

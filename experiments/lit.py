@@ -44,6 +44,7 @@ class TrainConfig:
     deterministic: bool = False
     accelerator: str = "auto"
     limit_train_batches: float | int | None = None  # for smoke tests
+    bench_seconds: float = 1.0  # how long inference throughput is timed after training
     inject_nan_at_step: int | None = None  # fault injection: turn the loss into NaN
 
 

@@ -141,20 +141,19 @@ def train_run(
     result: dict = {"status": "ok", "error": "", "diverged_epoch": None}
     with PeakMemory() as memory, wall_clock() as wall, warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         except DivergedError as err:
             result.update(status="diverged", error=str(err), diverged_epoch=err.epoch)
-        if result["status"] == "ok" and not trainer.interrupted:
+        if result["status"] == "ok":
             test = trainer.test(module, datamodule=dm, verbose=False)[0]
             result.update(
                 test_top1=100 * test["test_top1"],
                 test_top5=100 * test["test_top5"],
                 test_loss=test["test_loss"],
             )
-    if trainer.interrupted:
-        raise KeyboardInterrupt
     vals = [r for r in curves.rows if r.get("val_top1") is not None]
     best = max(vals, key=lambda r: r["val_top1"]) if vals else None
     result.update(
@@ -173,6 +172,8 @@ def train_run(
         result.update(
             params=count_params(module.model),
             macs=count_macs(net, dm.input_shape),
-            infer_img_s=inference_throughput(net, dm.input_shape, data_cfg.eval_batch_size),
+            infer_img_s=inference_throughput(
+                net, dm.input_shape, data_cfg.eval_batch_size, seconds=train_cfg.bench_seconds
+            ),
         )
     return result

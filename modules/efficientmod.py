@@ -407,8 +407,18 @@ def efficientmod_micro(pretrained: bool = False, **kwargs) -> EfficientMod:
     stages 3 and 4 (``attention_blocks=(0, 0, 1, 1)``); passing ``attention_blocks`` alone also
     turns attention on. ``block='mbconv'`` gives the matched-parameter MBConv counterpart.
 
-    Size (10 classes, 1 input channel, 28 px; fvcore MACs):
-    conv 0.43M params, 18.8M MACs; hybrid 0.72M params; mbconv 0.43M params.
+    Cost with 10 classes (MACs of one image, torch.utils.flop_counter, attention included):
+
+    ========================  =======  ==========  ==========
+    variant                   params   MACs 28x1   MACs 32x3
+    ========================  =======  ==========  ==========
+    conv (default)            0.61M    14.7M       17.5M
+    attention=True (hybrid)   1.05M    22.0M       24.7M
+    block='mbconv'            0.61M    14.7M       17.3M
+    ========================  =======  ==========  ==========
+
+    Training step (AdamW, batch 128, 28x28x1) on 2 CPU cores: about 1150 img/s (conv),
+    850 (hybrid), 1100 (mbconv).
     """
     kwargs.setdefault("attention", "attention_blocks" in kwargs)
     defaults = dict(

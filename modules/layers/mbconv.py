@@ -40,9 +40,7 @@ class MBConvBlock(nn.Module):
     no copy); BatchNorm and the convs keep that format, so the permute back is a view too.
     """
 
-    def __init__(
-        self, dim: int, hidden: int, kernel_size: int = 7, drop_path: float = 0.0
-    ) -> None:
+    def __init__(self, dim: int, hidden: int, kernel_size: int = 7, drop_path: float = 0.0) -> None:
         super().__init__()
         self.hidden = hidden
         self.block = InvertedResidual(

@@ -1,0 +1,137 @@
+"""Speed figures that belong in a benchmark, not in a timed test (``make bench``).
+
+Every figure is a ratio measured in one process with interleaved repeats, so a noisy shared
+machine cancels out as far as it can:
+
+- ``loop``: training throughput of the full Lightning loop (``train_run``: data module,
+  device-side augmentation, metrics, schedule, clipping) divided by a bare PyTorch loop over
+  the same model and the same in-memory tensors.
+- ``models``: training-step throughput of each variant divided by its baseline at the quick
+  profile's input (localvit_micro / deit_micro, ...).
+
+Results are printed and written to ``results/bench/<name>.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import pandas as pd
+import timm
+import torch
+
+import modules  # noqa: F401
+from experiments.data import DataConfig, ImageDataModule, random_crop_flip
+from experiments.store import atomic_write_csv, provenance, results_root
+from experiments.train import train_run
+
+MODEL_PAIRS = [
+    ("localvit_micro", "deit_micro", {}),
+    ("localvit_tiny", "deit_tiny_ablate", {"img_size": 32, "patch_size": 4, "in_chans": 3}),
+    ("efficientmod_micro", "deit_micro", {}),
+]
+
+
+def bare_loop_img_s(model_name: str, data: dict, steps: int, model_kwargs: dict) -> float:
+    """A plain PyTorch loop: same model, same tensors, same augmentation, AdamW, no Lightning."""
+    dm = ImageDataModule(DataConfig(**data))
+    dm.setup()
+    c, h, _ = dm.input_shape
+    model = timm.create_model(model_name, num_classes=dm.num_classes, in_chans=c, img_size=h, **model_kwargs)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    bs, n = dm.cfg.batch_size, len(dm.train)
+    images, seconds, done = 0, 0.0, 0
+    while done < steps:
+        order = torch.randperm(n)
+        for i in range(0, n - bs + 1, bs):
+            t0 = time.perf_counter()
+            idx = order[i : i + bs]
+            x, y = dm.train.x[idx], dm.train.y[idx]
+            x = dm.normalize(random_crop_flip(x, dm.cfg.crop_padding, dm.cfg.flip))
+            loss = loss_fn(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if done >= 2:  # warm-up steps not timed, as in the Lightning measurement
+                seconds += time.perf_counter() - t0
+                images += bs
+            done += 1
+            if done >= steps:
+                break
+    return images / seconds
+
+
+def bench_loop(repeats: int, data: dict, epochs: int, model: str, model_kwargs: dict) -> pd.DataFrame:
+    rows = []
+    cfg = DataConfig(**data)
+    steps = epochs * (cfg.subset or 60000) // cfg.batch_size
+    for r in range(repeats):
+        res = train_run({"name": model, **model_kwargs}, data, {"epochs": epochs, "grad_clip": None}, seed=r,
+                        progress=False, measure_cost=False)
+        bare = bare_loop_img_s(model, data, steps, model_kwargs)
+        rows.append({"repeat": r, "model": model, "lightning_img_s": res["train_img_s"], "bare_img_s": bare,
+                     "ratio": res["train_img_s"] / bare})
+        print(f"loop repeat {r}: lightning {res['train_img_s']:.0f} img/s, bare {bare:.0f} img/s, "
+              f"ratio {rows[-1]['ratio']:.3f}", flush=True)
+    return pd.DataFrame(rows)
+
+
+def step_img_s(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    for _ in range(2):  # warm-up
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step(), opt.zero_grad()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * len(x) / (time.perf_counter() - t0)
+
+
+def bench_models(repeats: int, batch: int, steps: int) -> pd.DataFrame:
+    rows = []
+    for variant, baseline, kwargs in MODEL_PAIRS:
+        kw = {"img_size": 28, "in_chans": 1, "num_classes": 10, **kwargs}
+        if not timm.is_model(variant):
+            continue
+        models = {n: timm.create_model(n, **{k: v for k, v in kw.items() if k != "img_size" or n.startswith(("deit", "localvit"))})
+                  for n in (variant, baseline)}
+        x = torch.randn(batch, kw["in_chans"], kw["img_size"], kw["img_size"])
+        y = torch.randint(0, 10, (batch,))
+        ratios = []
+        for _ in range(repeats):  # interleaved
+            a = step_img_s(models[variant], x, y, steps)
+            b = step_img_s(models[baseline], x, y, steps)
+            ratios.append(a / b)
+            rows.append({"variant": variant, "baseline": baseline, "input": f"{kw['in_chans']}x{kw['img_size']}",
+                         "batch": batch, "variant_img_s": a, "baseline_img_s": b, "ratio": a / b})
+        print(f"{variant} / {baseline} at {kw['img_size']} px: median ratio {statistics.median(ratios):.3f}", flush=True)
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m experiments bench", description=__doc__)
+    p.add_argument("--only", choices=("loop", "models"), default=None)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--subset", type=int, default=4000, help="Fashion-MNIST images for the loop benchmark")
+    p.add_argument("--data", default="fashion_mnist")
+    args = p.parse_args(argv)
+    out = results_root() / "bench"
+    prov = provenance()
+    if args.only in (None, "loop"):
+        data = {"name": args.data, "subset": args.subset, "val_size": 1000, "batch_size": 128}
+        df = bench_loop(args.repeats, data, 1, "deit_micro", {})
+        df = df.assign(**prov)
+        atomic_write_csv(df, Path(out) / "loop.csv")
+        print(f"Lightning / bare loop: median {df['ratio'].median():.3f} over {len(df)} repeats")
+    if args.only in (None, "models"):
+        df = bench_models(args.repeats, 128, 10).assign(**prov)
+        atomic_write_csv(df, Path(out) / "models.csv")
+        print(df.groupby(["variant", "baseline", "input"])["ratio"].median().to_string())
+    return 0

@@ -1,0 +1,487 @@
+"""Seaborn figures for ablation grids: cells with CIs, paired deltas, cost fronts, curves.
+
+Why explicit Agg figures (``Figure`` + ``FigureCanvasAgg``) rather than pyplot: the same code
+runs headless in ``make report`` and CI, never switches a notebook's backend, and leaves no
+open figures behind; a notebook shows the returned ``Figure`` inline. Every interval drawn is
+stated in the figure (95% Student-t over seeds unless a caption says otherwise), matching the
+tables of ``experiments.analysis``.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from experiments import analysis as an
+
+STYLE = {"style": "whitegrid", "context": "notebook"}
+VERDICT_COLORS = {
+    "agrees": "#1b9e77",
+    "disagrees": "#d95f02",
+    "inconclusive": "#7f7f7f",
+}
+SAVE_RC = {"svg.hashsalt": "ablations", "svg.fonttype": "none"}
+
+
+def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
+    """A detached Agg figure styled by seaborn (no global rcParams change)."""
+    with sns.axes_style(STYLE["style"]), sns.plotting_context(STYLE["context"]):
+        fig = Figure(figsize=(width, height), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _styled(func):
+    """Run a plotting function under the seaborn style, so text sizes apply to every artist."""
+
+    def wrapper(*args, **kwargs):
+        with sns.axes_style(STYLE["style"]), sns.plotting_context(STYLE["context"]):
+            return func(*args, **kwargs)
+
+    wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
+    wrapper.__wrapped__ = func
+    return wrapper
+
+
+def _t95(x) -> tuple[float, float]:
+    """Seaborn errorbar callable: the 95% Student-t interval of the mean."""
+    lo, hi = an.t_interval(x, 0.95)
+    mean = float(np.nanmean(x)) if len(x) else math.nan
+    return (mean, mean) if math.isnan(lo) else (lo, hi)
+
+
+def _grid_rows(results: pd.DataFrame, grid: str, profile: str | None) -> pd.DataFrame:
+    rows = results[results["grid"] == grid]
+    if profile is not None:
+        rows = rows[rows["profile"] == profile]
+    if rows["profile"].nunique() > 1:
+        raise ValueError(f"{grid} has results of several profiles; pass profile=")
+    return rows
+
+
+def _seeds_text(ok: pd.DataFrame) -> str:
+    counts = ok.groupby("cell")["seed"].nunique()
+    if counts.empty:
+        return "no ok runs"
+    lo, hi = int(counts.min()), int(counts.max())
+    return f"n = {lo} seeds" if lo == hi else f"n = {lo}-{hi} seeds per cell"
+
+
+def _title(grid: str, rows: pd.DataFrame, what: str, metric: str) -> str:
+    profile = rows["profile"].iloc[0] if len(rows) else ""
+    ok = rows[(rows["status"] == "ok") & rows[metric].notna()] if metric in rows else rows
+    where = f" · profile {profile}" if profile else ""
+    return f"{grid}{where} · {_seeds_text(ok)}\n{what}"
+
+
+def _empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _forest(ax, x, y, err_low, err_high, colors) -> None:
+    """Horizontal intervals, one colour each (errorbar takes one colour per call)."""
+    for xi, yi, lo, hi, color in zip(x, y, err_low, err_high, colors, strict=False):
+        ax.errorbar(
+            xi,
+            yi,
+            xerr=[[lo], [hi]],
+            fmt="D",
+            color=color,
+            elinewidth=2,
+            capsize=4,
+            markersize=7,
+            zorder=3,
+        )
+
+
+def _label(cell: str, baseline: str) -> str:
+    return f"{cell} (baseline)" if cell == baseline else cell
+
+
+@_styled
+def plot_cells(
+    results: pd.DataFrame, grid: str, *, metric: str = "test_top1", profile: str | None = None
+) -> Figure:
+    """Mean of ``metric`` per cell with its 95% t-interval; every seed drawn as a dot."""
+    rows = _grid_rows(results, grid, profile)
+    ok = rows[(rows["status"] == "ok") & rows[metric].notna()].copy()
+    baseline = an.baseline_of(rows, grid)
+    order = [_label(c, baseline) for c in an.cell_order(rows, grid)]
+    ok["label"] = [_label(c, baseline) for c in ok["cell"]]
+    fig, (ax,) = _figure(7.5, 1.6 + 0.5 * max(len(order), 1))
+    label = an.METRIC_LABELS.get(metric, metric)
+    if ok.empty:
+        _empty(ax, "no ok runs")
+    else:
+        sns.stripplot(
+            data=ok,
+            x=metric,
+            y="label",
+            order=order,
+            ax=ax,
+            color="0.55",
+            size=5,
+            jitter=False,
+            alpha=0.8,
+            label="seed",
+        )
+        sns.pointplot(
+            data=ok,
+            x=metric,
+            y="label",
+            order=order,
+            ax=ax,
+            errorbar=_t95,
+            linestyle="none",
+            color="C0",
+            markers="D",
+            capsize=0.25,
+            err_kws={"linewidth": 2},
+            label="mean ± 95% CI",
+        )
+        base = ok.loc[ok["cell"] == baseline, metric]
+        if len(base):
+            ax.axvline(base.mean(), color="0.3", linestyle=":", linewidth=1, label="baseline mean")
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles, strict=False))
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        fig.legend(
+            unique.values(), unique.keys(), loc="outside lower center", ncols=3, fontsize="small"
+        )
+    ax.set_xlabel(label)
+    ax.set_ylabel("")
+    ax.set_title(_title(grid, rows, f"{label}: mean ± 95% t-CI, dots = seeds", metric))
+    return fig
+
+
+@_styled
+def plot_deltas(
+    results: pd.DataFrame, grid: str, *, metric: str = "test_top1", profile: str | None = None
+) -> Figure:
+    """Forest plot: paired (by seed) difference of each cell to the baseline, 95% t-CI."""
+    rows = _grid_rows(results, grid, profile)
+    deltas = an.paired_deltas(rows, metric)
+    deltas = deltas[deltas["n_pairs"] > 0].iloc[::-1]
+    baseline = an.baseline_of(rows, grid)
+    fig, (ax,) = _figure(7.5, 1.6 + 0.5 * max(len(deltas), 1))
+    label = an.METRIC_LABELS.get(metric, metric).replace(" (%)", "")
+    if deltas.empty:
+        _empty(ax, "no seed-paired runs against the baseline")
+    else:
+        y = np.arange(len(deltas))
+        lo = (deltas["delta"] - deltas["delta_low"]).fillna(0).to_numpy()
+        hi = (deltas["delta_high"] - deltas["delta"]).fillna(0).to_numpy()
+        colors = [
+            VERDICT_COLORS[an.verdict(low, high, 1)] if not math.isnan(low) else "0.5"
+            for low, high in zip(deltas["delta_low"], deltas["delta_high"], strict=False)
+        ]
+        _forest(ax, deltas["delta"].to_numpy(float), y, lo, hi, colors)
+        ax.axvline(0, color="0.2", linewidth=1)
+        ax.set_yticks(y, deltas["cell"])
+        for yi, r in zip(y, deltas.itertuples(), strict=False):
+            p = an.format_p(r.p_holm)
+            p = ("p" + p if p.startswith("<") else f"p={p}") if p else "p n/a"
+            text = f"{p} (Holm), n={r.n_pairs}"
+            ax.annotate(
+                text,
+                (1.0, yi),
+                xycoords=("axes fraction", "data"),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="small",
+                color="0.3",
+            )
+        ax.margins(y=0.15)
+    ax.set_xlabel(f"Δ {label} vs {baseline} (pp), paired by seed")
+    ax.set_ylabel("")
+    what = "Δ to the baseline: mean ± 95% t-CI (green > 0, orange < 0, grey: CI spans 0)"
+    ax.set_title(_title(grid, rows, what, metric))
+    return fig
+
+
+def _pareto_line(ax, x: np.ndarray, y: np.ndarray, x_lower: bool) -> None:
+    mask = an.pareto_mask(x, y, x_lower=x_lower)
+    if mask.sum() >= 1:
+        order = np.argsort(x[mask])
+        ax.plot(
+            x[mask][order],
+            y[mask][order],
+            color="C3",
+            linestyle="--",
+            linewidth=1.2,
+            drawstyle="steps-post" if x_lower else "steps-pre",
+            label="Pareto front",
+            zorder=1,
+        )
+        ax.scatter(x[mask], y[mask], s=140, facecolors="none", edgecolors="C3", zorder=2)
+
+
+@_styled
+def plot_cost(
+    results: pd.DataFrame, grid: str, *, metric: str = "test_top1", profile: str | None = None
+) -> Figure:
+    """Accuracy against MACs and against training throughput, with the Pareto front."""
+    rows = _grid_rows(results, grid, profile)
+    stats = an.cell_stats(rows, metric)
+    stats = stats[stats["n"] > 0]
+    fig, axes = _figure(12, 5.0, ncols=2)
+    label = an.METRIC_LABELS.get(metric, metric)
+    panels = [
+        ("macs", 1e-6, "MACs per image (MMACs)", True, "lower cost is better"),
+        ("train_img_s", 1.0, "training throughput (img/s)", False, "higher throughput is better"),
+    ]
+    palette = dict(
+        zip(stats["cell"], sns.color_palette("colorblind", max(len(stats), 1)), strict=False)
+    )
+    for ax, (column, scale, xlabel, lower, hint) in zip(axes, panels, strict=False):
+        data = stats[stats[column].notna()] if column in stats else stats.iloc[:0]
+        if data.empty:
+            _empty(ax, f"no {xlabel} recorded")
+            ax.set_xlabel(xlabel)
+            continue
+        x = data[column].to_numpy(float) * scale
+        y = data["mean"].to_numpy(float)
+        err = np.vstack(
+            [(data["mean"] - data["ci_low"]).fillna(0), (data["ci_high"] - data["mean"]).fillna(0)]
+        )
+        _pareto_line(ax, x, y, lower)
+        for xi, yi, e0, e1, cell in zip(x, y, err[0], err[1], data["cell"], strict=False):
+            ax.errorbar(
+                xi,
+                yi,
+                yerr=[[e0], [e1]],
+                fmt="o",
+                color=palette[cell],
+                capsize=3,
+                label=cell,
+                markersize=7,
+                zorder=3,
+            )
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+        ax.set_xlabel(f"{xlabel} — {hint}")
+        ax.set_ylabel(f"{label}, mean ± 95% t-CI")
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        unique = dict(zip(labels, handles, strict=False))
+        fig.legend(
+            unique.values(),
+            unique.keys(),
+            loc="outside right center",
+            fontsize="small",
+            title="cell",
+        )
+    fig.suptitle(_title(grid, rows, f"{label} against cost (Pareto front dashed)", metric))
+    return fig
+
+
+def _curve_cells(results: pd.DataFrame, grid: str, metric: str, limit: int = 6) -> list[str]:
+    """All cells if few; else the baseline, the best and the worst by mean ``metric``."""
+    order = an.cell_order(results, grid)
+    if len(order) <= limit:
+        return order
+    stats = an.cell_stats(results[results["grid"] == grid], metric).sort_values("mean")
+    baseline = an.baseline_of(results, grid)
+    ranked = [c for c in stats["cell"] if c != baseline]
+    picked = [baseline] + ranked[-(limit - 2) :] + ranked[:1]
+    return [c for c in order if c in picked]
+
+
+@_styled
+def plot_curves(
+    epochs: pd.DataFrame,
+    grid: str,
+    *,
+    cells: Sequence[str] | None = None,
+    results: pd.DataFrame | None = None,
+    y: str = "val_top1",
+    profile: str | None = None,
+) -> Figure:
+    """``y`` per epoch of chosen cells: mean over seeds with a 95% t-interval band."""
+    rows = epochs[epochs["grid"] == grid]
+    if profile is not None and "profile" in rows:
+        rows = rows[rows["profile"] == profile]
+    if cells is None:
+        cells = (
+            _curve_cells(results, grid, "test_top1")
+            if results is not None and (results["grid"] == grid).any()
+            else list(dict.fromkeys(rows["cell"]))
+        )
+    rows = rows[rows["cell"].isin(cells)]
+    fig, (ax,) = _figure(8, 5)
+    label = an.METRIC_LABELS.get(y, y)
+    n = rows.groupby("cell")["seed"].nunique()
+    seeds = (
+        "no runs"
+        if n.empty
+        else (
+            f"n = {n.min()} seeds"
+            if n.min() == n.max()
+            else f"n = {n.min()}-{n.max()} seeds per cell"
+        )
+    )
+    if rows.empty:
+        _empty(ax, "no per-epoch curves recorded")
+    else:
+        sns.lineplot(
+            data=rows,
+            x="epoch",
+            y=y,
+            hue="cell",
+            hue_order=list(cells),
+            errorbar=_t95,
+            marker="o",
+            ax=ax,
+            palette="colorblind",
+        )
+        ax.legend(title="cell", fontsize="small", loc="lower right")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    where = f" · profile {profile}" if profile else ""
+    ax.set_title(f"{grid}{where} · {seeds}\n{label} per epoch: mean over seeds, 95% t-CI band")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label)
+    return fig
+
+
+@_styled
+def plot_claims(verdicts: pd.DataFrame) -> Figure:
+    """Every claim's paired delta, signed so that right of zero means the claim holds here."""
+    ran = verdicts[verdicts["verdict"] != "not run"].iloc[::-1]
+    fig, (ax,) = _figure(10, 1.8 + 0.55 * max(len(ran), 1))
+    if ran.empty:
+        _empty(ax, "no claim has results yet")
+        ax.set_title("paper claims: not run yet")
+        return fig
+    sign = ran["expected_sign"].astype(float).to_numpy()
+    delta = ran["delta"].to_numpy(float) * sign
+    lo = np.where(sign > 0, ran["delta_low"], -ran["delta_high"]).astype(float)
+    hi = np.where(sign > 0, ran["delta_high"], -ran["delta_low"]).astype(float)
+    yv = np.arange(len(ran))
+    colors = [VERDICT_COLORS.get(v, "0.5") for v in ran["verdict"]]
+    _forest(ax, delta, yv, np.nan_to_num(delta - lo), np.nan_to_num(hi - delta), colors)
+    paper = ran["paper_delta"].to_numpy(float) * sign
+    if np.isfinite(paper).any():
+        ax.scatter(paper, yv, marker="x", color="0.2", s=45, zorder=4, label="paper (ImageNet)")
+    ax.axvline(0, color="0.2", linewidth=1)
+    labels = [
+        "\n".join(textwrap.wrap(f"{r.grid} [{r.profile}]: {r.claim}", 55)) for r in ran.itertuples()
+    ]
+    ax.set_yticks(yv, labels, fontsize="small")
+    for verdict, color in VERDICT_COLORS.items():
+        ax.scatter([], [], c=color, marker="D", label=f"ours: {verdict}")
+    ax.legend(loc="best", fontsize="small")
+    ax.set_xlabel("Δ top-1 in the claimed direction (pp): > 0 means the claim holds")
+    ax.set_title(
+        "Did each paper claim hold here? Paired Δ ± 95% t-CI over seeds\n"
+        "(x = the paper's own Δ on ImageNet, where published)"
+    )
+    return fig
+
+
+@_styled
+def plot_sweep(trials: pd.DataFrame, name: str, direction: str | None = None) -> Figure:
+    """Objective per trial and the best so far (single objective) or the front (two)."""
+    objectives = an.sweep_objectives(trials)
+    directions = an.sweep_directions(trials) if direction is None else [direction] * 2
+    done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
+    fig, (ax,) = _figure(8, 5)
+    if not objectives or done.empty:
+        _empty(ax, "no complete trials")
+    elif len(objectives) == 1:
+        col = objectives[0]
+        done = done.sort_values("number")
+        best = done[col].cummax() if directions[0] == "maximize" else done[col].cummin()
+        sns.scatterplot(data=done, x="number", y=col, ax=ax, color="C0", label="trial", s=40)
+        ax.plot(done["number"], best, color="C3", drawstyle="steps-post", label="best so far")
+        ax.set_xlabel("trial number")
+        ax.set_ylabel(f"objective ({directions[0]})")
+        ax.legend(fontsize="small")
+    else:
+        x, y = done[objectives[0]].to_numpy(float), done[objectives[1]].to_numpy(float)
+        sx = 1 if directions[0] == "minimize" else -1
+        sy = 1 if directions[1] == "maximize" else -1
+        mask = an.pareto_mask(sx * x, sy * y)
+        ax.scatter(x, y, color="C0", s=40, label="trial")
+        ax.scatter(x[mask], y[mask], s=140, facecolors="none", edgecolors="C3", label="Pareto")
+        ax.set_xlabel(f"{objectives[0]} ({directions[0]})")
+        ax.set_ylabel(f"{objectives[1]} ({directions[1]})")
+        ax.legend(fontsize="small")
+    states = trials["state"].value_counts().to_dict() if "state" in trials else {}
+    counts = ", ".join(f"{v} {k.lower()}" for k, v in states.items())
+    ax.set_title(f"sweep {name} · {len(trials)} trials ({counts})")
+    return fig
+
+
+def save(fig: Figure, directory: str | Path, stem: str, formats=("png", "svg")) -> list[Path]:
+    """Write ``<directory>/<stem>.{png,svg}``; SVG without a date and with stable ids (diffable)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with mpl.rc_context(SAVE_RC):
+        for fmt in formats:
+            path = directory / f"{stem}.{fmt}"
+            metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+            fig.savefig(path, format=fmt, dpi=120, metadata=metadata)
+            paths.append(path)
+    return paths
+
+
+def grid_figures(
+    results: pd.DataFrame,
+    epochs: pd.DataFrame | None,
+    grid: str,
+    out_dir: str | Path,
+    *,
+    profile: str | None = None,
+    metric: str = "test_top1",
+) -> dict[str, list[Path]]:
+    """All figures of one grid under ``out_dir`` as ``<table>_<profile>_<kind>.{png,svg}``."""
+    rows = _grid_rows(results, grid, profile)
+    profile = profile or (rows["profile"].iloc[0] if len(rows) else "")
+    table = grid.split("/", 1)[-1].replace("/", "_")
+    stem = f"{table}_{profile}" if profile else table
+    made = {
+        "cells": plot_cells(rows, grid, metric=metric),
+        "deltas": plot_deltas(rows, grid, metric=metric),
+        "cost": plot_cost(rows, grid, metric=metric),
+    }
+    if epochs is not None and (epochs["grid"] == grid).any():
+        made["curves"] = plot_curves(epochs, grid, results=rows, profile=profile or None)
+    return {kind: save(fig, out_dir, f"{stem}_{kind}") for kind, fig in made.items()}
+
+
+@_styled
+def plot_sweep_params(trials: pd.DataFrame, name: str) -> Figure:
+    """Objective against each searched parameter (log axis for wide positive ranges)."""
+    objectives = an.sweep_objectives(trials)
+    params = [c for c in trials.columns if c.startswith("params_")]
+    done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
+    fig, axes = _figure(4.2 * max(len(params), 1), 4.2, ncols=max(len(params), 1))
+    if not objectives or not params or done.empty:
+        _empty(axes[0], "no complete trials with parameters")
+        return fig
+    for ax, column in zip(axes, params, strict=False):
+        x = pd.to_numeric(done[column], errors="coerce")
+        if x.notna().all():
+            sns.scatterplot(x=x, y=done[objectives[0]], ax=ax, color="C0", s=40)
+            if (x > 0).all() and x.max() / x.min() > 10:
+                ax.set_xscale("log")
+        else:
+            sns.stripplot(x=done[column].astype(str), y=done[objectives[0]], ax=ax, color="C0")
+        ax.set_xlabel(column.removeprefix("params_"))
+        ax.set_ylabel(f"objective ({an.sweep_directions(trials)[0]})")
+    fig.suptitle(f"sweep {name}: objective per parameter ({len(done)} complete trials)")
+    return fig

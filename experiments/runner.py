@@ -1,0 +1,174 @@
+"""Run a grid: enqueue its runs once, drain the queue with workers, export the table.
+
+``run_grid`` is what ``make ablation-<paper>-<table>`` calls. It validates the spec, enqueues
+each run (skipping finished ones), then either works the queue in this process (one worker,
+with a progress bar per run) or starts ``workers`` worker processes and shows a grid-level
+display. ``work`` is one worker: it takes waiting trials until none is left. A run that raises
+is stored as ``failed`` and the worker goes on; a NaN loss is stored as ``diverged``; Ctrl-C
+marks the run failed (so the next ``run`` re-enqueues it and it resumes from its checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from experiments import queue, store
+from experiments.spec import DEFAULT_PROFILE, GridSpec, load_spec
+
+
+def run_records(spec: GridSpec, profile: str, seeds: list[int] | None = None) -> list[dict]:
+    """The runs of a grid as the plain dictionaries stored on their trials."""
+    axes = ";".join(spec.axis_keys)
+    cells = [c[0] for c in spec.cells()]
+    return [
+        {
+            "run_id": r.run_id,
+            "grid": spec.name,
+            "paper": spec.paper,
+            "table": spec.table,
+            "cell": r.cell,
+            "cell_index": cells.index(r.cell),
+            "baseline_cell": spec.baseline_cell,
+            "axes": axes,
+            "seed": r.seed,
+            "profile": profile,
+            "config": r.config,
+        }
+        for r in spec.expand(profile, seeds)
+    ]
+
+
+def _duplicate(study: optuna.Study, trial_number: int, run_id: str) -> bool:
+    """Another trial already finished this run, or is running it right now."""
+    for t in queue.trials_by_run(study).get(run_id, []):
+        if t.number == trial_number:
+            continue
+        if t.state in queue.FINISHED or (t.state == TrialState.RUNNING and queue.is_alive(t)):
+            return True
+    return False
+
+
+def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool, results_dir: Path | None) -> str:
+    """Train one run for ``trial`` and record its result on the trial; returns the status."""
+    from experiments.train import train_run
+
+    workdir = queue.runs_dir() / run["grid"] / run["profile"] / run["run_id"]
+    cfg = run["config"]
+    try:
+        with queue.Heartbeat(study, trial._trial_id):
+            result = train_run(cfg["model"], cfg["data"], cfg["train"], seed=run["seed"], workdir=workdir, progress=progress)
+    except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit
+        trial.set_user_attr("interrupted", True)
+        study.tell(trial, state=TrialState.FAIL)
+        raise
+    except Exception as err:  # stored as failed; the grid goes on
+        error = f"{type(err).__name__}: {err}"
+        trial.set_user_attr("result", store.make_row(run, {"status": "failed", "error": error}))
+        trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+        study.tell(trial, state=TrialState.FAIL)
+        print(f"run {run['run_id']} ({run['cell']}, seed {run['seed']}) failed: {error}", file=sys.stderr)
+        return "failed"
+    epochs = result.pop("epochs")
+    trial.set_user_attr("epochs", epochs)
+    trial.set_user_attr("result", store.make_row(run, result))
+    if result["status"] == "ok":
+        study.tell(trial, result["test_top1"])
+    else:
+        study.tell(trial, state=TrialState.PRUNED)
+    return result["status"]
+
+
+def work(grid: str, profile: str, storage: str | None = None, progress: bool = True,
+         results_dir: Path | None = None, max_runs: int | None = None) -> int:
+    """One worker: take waiting runs until the queue is empty; returns how many it ran."""
+    study = queue.open_study(queue.study_name(grid, profile), storage)
+    done = 0
+    while max_runs is None or done < max_runs:
+        queue.fail_stale(study)
+        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            break
+        trial = study.ask()
+        run = {k: v for k, v in trial.user_attrs.items() if k not in ("heartbeat", "retry_of")}
+        run.setdefault("run_id", None)
+        if not run["run_id"]:  # another worker took the last waiting run between our look and ask
+            trial.set_user_attr("queue_empty", True)
+            study.tell(trial, state=TrialState.PRUNED)
+            break
+        if _duplicate(study, trial.number, run["run_id"]):
+            trial.set_user_attr("duplicate", True)
+            study.tell(trial, state=TrialState.PRUNED)
+            continue
+        trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
+        execute(study, trial, run, progress, results_dir)
+        store.export(study, grid, profile, results_dir)
+        done += 1
+    return done
+
+
+def _grid_line(spec: GridSpec, study: optuna.Study, total: int, started: float, done0: int) -> str:
+    c = queue.counts(study)
+    finished = c["done"] + c["failed"]
+    rate = (finished - done0) / max(1e-9, time.time() - started)
+    left = total - finished
+    eta = f"{left / rate / 60:.1f} min" if rate > 0 and left else "-"
+    return f"[{spec.name}] runs done {c['done']}/{total}, failed {c['failed']}, running {c['running']}, ETA {eta}"
+
+
+def start_workers(grid: str, profile: str, n: int, storage: str | None) -> list[subprocess.Popen]:
+    """``n`` worker processes; CPU threads split between them, one GPU each if there are GPUs."""
+    import torch
+
+    gpus = torch.cuda.device_count()
+    threads = max(1, (os.cpu_count() or 1) // n)
+    procs = []
+    for i in range(n):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), ABLATE_THREADS=str(threads))
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        cmd = [sys.executable, "-m", "experiments", "worker", "--study", queue.study_name(grid, profile), "--no-progress"]
+        if storage:
+            cmd += ["--storage", storage]
+        procs.append(subprocess.Popen(cmd, env=env))
+    return procs
+
+
+def run_grid(path: str | Path, profile: str = DEFAULT_PROFILE, workers: int = 1, storage: str | None = None,
+             seeds: int | None = None, progress: bool = True, results_dir: Path | None = None) -> Path | None:
+    """Validate, enqueue, work and export one grid; returns the path of its results table."""
+    spec = load_spec(path)
+    seed_list = list(range(seeds)) if seeds else None
+    runs = run_records(spec, profile, seed_list)
+    study = queue.open_study(queue.study_name(spec.name, profile), storage)
+    study.set_metric_names(["test_top1"]) if not study.metric_names else None
+    added = queue.enqueue_runs(study, runs, storage)
+    total = len({r["run_id"] for r in runs})
+    print(f"[{spec.name}] profile {profile}: {total} runs ({len(spec.cells())} cells x {len(seed_list or spec.seeds)} seeds), {added} enqueued, {total - added} already done or queued", flush=True)
+    started, done0 = time.time(), queue.counts(study)["done"]
+    try:
+        if workers <= 1:
+            while True:
+                if not work(spec.name, profile, storage, progress, results_dir, max_runs=1):
+                    break
+                print(_grid_line(spec, study, total, started, done0), flush=True)
+        else:
+            procs = start_workers(spec.name, profile, workers, storage)
+            while any(p.poll() is None for p in procs):
+                time.sleep(5)
+                print(_grid_line(spec, study, total, started, done0), flush=True)
+    except KeyboardInterrupt:
+        print(f"\n[{spec.name}] interrupted; rerun the same command to continue.", file=sys.stderr)
+        raise
+    table = store.export(study, spec.name, profile, results_dir)
+    if table is not None:
+        from experiments.summary import print_summary
+
+        print_summary(table)
+    return table

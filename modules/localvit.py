@@ -1,0 +1,559 @@
+"""LocalViT (Li et al. 2021): a DeiT whose FFN gets a depth-wise convolution, every part a toggle.
+
+The paper's claim is that locality, a depth-wise conv between the two FFN projections applied
+to the image tokens as a 2-D map, is what a ViT lacks. The ablations vary the FFN kind, the
+depth-wise conv and its kernel, the activation, the channel attention, the expansion ratio
+gamma, the blocks that get the locality FFN and the number of heads. Each is a keyword of
+``timm.create_model``::
+
+    timm.create_model("localvit_tiny", dwconv=False, layers="low")
+
+Toggles (names as in the paper; checked on construction, a bad value raises ``ToggleError``):
+
+=============  ======================================================  =====================
+toggle         values                                                  LocalViT-T default
+=============  ======================================================  =====================
+ffn            mlp, conv1x1, locality                                  locality
+dwconv         True / False (depth-wise conv in the locality FFN)      True
+kernel_size    odd int >= 1 (depth-wise kernel)                        3
+act            relu6, hswish, gelu, silu, relu (timm's factory)        hswish
+se             none, se, eca (after the depth-wise conv)               se
+se_reduction   int >= 1, relative to the expanded width gamma*d        192 (768 -> 4)
+se_gate        None (SE: hard sigmoid, ECA: sigmoid), hard_sigmoid,    None
+               sigmoid
+expansion      gamma > 0, hidden width int(gamma * d)                  4
+layers         none, low, mid, high, low+mid, mid+high, all, or a      all
+               list of 0-based block indices
+heads          int dividing the width                                  4 (DeiT-T: 3)
+=============  ======================================================  =====================
+
+How the FFN kinds relate. ``locality`` is the official ``LocalityFeedForward``.
+``conv1x1`` is that FFN without its depth-wise conv, i.e. exactly ``ffn="locality",
+dwconv=False`` (the official ``wo_dp_conv``): the config normalises ``conv1x1`` to
+``dwconv=False``, so both spellings give the same model and the same resolved config, and
+``kernel_size`` is then unused. ``mlp`` is the DeiT FFN; ``dwconv``, ``kernel_size``, ``se``
+and ``se_reduction`` do not apply to it. ``layers`` picks the blocks that get the FFN kind
+above with ``act``; the other blocks stay plain DeiT blocks (GELU MLP, same ``expansion``).
+
+Fidelity to the official code (ofsoundof/LocalViT, ``models/localvit.py``):
+
+* followed exactly: the locality FFN sees the image tokens only (the class token is split off
+  and re-attached unchanged, so attention alone updates it); there is no LayerNorm before it
+  and no drop-path on it; its residual is added inside the module; 1x1 conv -> BN -> act ->
+  depth-wise conv -> BN -> act -> channel attention -> 1x1 conv -> BN, all convs without bias;
+  SE with a ReLU squeeze and a hard-sigmoid gate, reduction relative to gamma*d; DeiT backbone
+  with qkv bias, LayerNorm eps 1e-6 and class-token head; the official initialisation (timm
+  truncated normal on linear layers, including the SE ones, PyTorch defaults on the convs).
+  Parameter counts match the released models exactly.
+* layout, numerically the same: the 1x1 convs are ``nn.Linear`` on the (B, N, C) tokens and
+  the BN after them normalises the channel dim of the flattened tokens (``TokenBatchNorm``),
+  which is the same computation as 1x1 conv + ``BatchNorm2d`` on the (B, C, H, W) map
+  (statistics per channel over batch and positions). Only the depth-wise conv (and the
+  channel attention) runs on a map, a channels-last view of the tokens, so no copy is made.
+  ``modules.localvit_official`` maps the official checkpoints onto this layout.
+* options the official code does not have: ``kernel_size``, the gelu/silu/relu activations,
+  ``layers`` (it existed briefly upstream and could not run), non-square maps (upstream
+  guesses a square from the token count), ``conv1x1`` as a name. The official ``dp_first``
+  (depth-wise conv before the first 1x1 conv) is not offered; no paper table uses it.
+* a consequence of the official structure, kept: the head reads the class token, and the
+  locality FFN never updates it, so the FFN of the *last* block cannot affect the output and
+  its parameters get no gradient (they are still counted in the official parameter totals).
+  ``global_pool="avg"`` (timm's keyword; default ``"token"`` as in DeiT) classifies from the
+  mean image token instead, which puts that FFN back to work.
+* ``drop_rate`` keeps DeiT's (timm 0.3) meaning: dropout after the position embedding, the
+  attention projection and in the MLP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import Attention, DropPath, Mlp, PatchEmbed, get_act_layer, trunc_normal_
+from timm.layers.helpers import to_2tuple
+from timm.models import register_model
+from torch import nn
+
+from modules.layers.channel_attention import (
+    CHANNEL_ATTENTION,
+    GATES,
+    create_channel_attention,
+)
+from modules.layers.tokens import join_prefix, map_to_tokens, split_prefix, tokens_to_map
+from modules.toggles import ToggleError, check_bool, check_choice, check_int, check_positive
+
+__all__ = [
+    "ACTIVATIONS",
+    "FFN_KINDS",
+    "PLACEMENTS",
+    "LocalityFFN",
+    "LocalityFFNConfig",
+    "LocalViT",
+    "LocalViTBlock",
+    "LocalViTConfig",
+    "MlpFFN",
+    "TokenBatchNorm",
+    "resolve_layers",
+]
+
+FFN_KINDS = ("mlp", "conv1x1", "locality")
+# toggle value -> timm activation name (official: relu6 is act=1, h-swish is act=2..5)
+ACTIVATIONS = {
+    "relu6": "relu6",
+    "hswish": "hard_swish",
+    "gelu": "gelu",
+    "silu": "silu",
+    "relu": "relu",
+}
+# placement preset -> thirds of the depth (low = paper blocks 1-4 of 12, mid 5-8, high 9-12)
+PLACEMENTS = {
+    "none": (),
+    "low": (0,),
+    "mid": (1,),
+    "high": (2,),
+    "low+mid": (0, 1),
+    "mid+high": (1, 2),
+    "all": (0, 1, 2),
+}
+
+
+def resolve_layers(layers: Any, depth: int) -> list[int]:
+    """Resolve the ``layers`` toggle into sorted 0-based block indices.
+
+    Presets split the depth into thirds at round(depth/3) and round(2*depth/3): depth 12 gives
+    0-3 / 4-7 / 8-11 (the paper's blocks 1-4 / 5-8 / 9-12), depth 6 gives 0-1 / 2-3 / 4-5.
+    Explicit indices come as a list/tuple of ints or a comma-separated string ("0,1,5").
+    """
+    allowed = (
+        "one of " + ", ".join(repr(p) for p in PLACEMENTS) + f", or block indices in [0, {depth})"
+    )
+    if isinstance(layers, str) and layers in PLACEMENTS:
+        cuts = (0, round(depth / 3), round(2 * depth / 3), depth)
+        return [i for third in PLACEMENTS[layers] for i in range(cuts[third], cuts[third + 1])]
+    if isinstance(layers, str):
+        try:
+            layers = [int(s) for s in layers.split(",") if s.strip()]
+        except ValueError:
+            raise ToggleError("layers", layers, allowed) from None
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        layers = [layers]
+    if not isinstance(layers, Sequence) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < depth for i in layers
+    ):
+        raise ToggleError("layers", layers, allowed)
+    return sorted(set(layers))
+
+
+@dataclass(frozen=True)
+class LocalityFFNConfig:
+    """The FFN toggles; defaults are LocalViT-T's. ``conv1x1`` is stored as ``dwconv=False``."""
+
+    ffn: str = "locality"
+    dwconv: bool = True
+    kernel_size: int = 3
+    act: str = "hswish"
+    se: str = "se"
+    se_reduction: int = 192
+    se_gate: str | None = None
+    expansion: float = 4.0
+
+    def __post_init__(self):
+        check_choice("ffn", self.ffn, FFN_KINDS)
+        check_bool("dwconv", self.dwconv)
+        check_int("kernel_size", self.kernel_size, low=1, odd=True)
+        check_choice("act", self.act, ACTIVATIONS)
+        check_choice("se", self.se, CHANNEL_ATTENTION)
+        check_int("se_reduction", self.se_reduction, low=1)
+        check_choice("se_gate", self.se_gate, (None, *GATES))
+        object.__setattr__(self, "expansion", check_positive("expansion", self.expansion))
+        if self.ffn == "conv1x1":
+            object.__setattr__(self, "dwconv", False)
+
+    def hidden_width(self, dim: int) -> int:
+        """Expanded width int(gamma * d), as the official ``int(in_dim * expand_ratio)``."""
+        hidden = int(dim * self.expansion)
+        if hidden < 1:
+            raise ToggleError("expansion", self.expansion, f"a ratio giving >= 1 channel of {dim}")
+        if self.ffn != "mlp" and self.se == "se" and hidden // self.se_reduction < 1:
+            raise ToggleError(
+                "se_reduction", self.se_reduction, f"an integer in [1, {hidden}] (gamma*d)"
+            )
+        return hidden
+
+
+class TokenBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over the last (channel) dim of (..., C) tokens.
+
+    Statistics are per channel over all other dims, the same as ``BatchNorm2d`` on the
+    (B, C, H, W) map of those tokens, and the state dict has the same keys and shapes, so it
+    stands in for the BN after the official 1x1 convs. Flattening a contiguous tensor is free.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.reshape(-1, x.shape[-1])).view(x.shape)
+
+
+class LocalityFFN(nn.Module):
+    """LocalViT's locality FFN on (B, 1 + H*W, C) tokens; residual inside, class token untouched.
+
+    ``forward(x, hw)`` takes the map size (H, W) explicitly, so non-square maps work.
+    """
+
+    def __init__(self, dim: int, cfg: LocalityFFNConfig | None = None, **toggles: Any):
+        super().__init__()
+        cfg = cfg or LocalityFFNConfig(**toggles)
+        if cfg.ffn == "mlp":
+            raise ToggleError("ffn", cfg.ffn, "'conv1x1' or 'locality' (use MlpFFN for 'mlp')")
+        self.cfg = cfg
+        hidden = cfg.hidden_width(dim)
+        act_layer = get_act_layer(ACTIVATIONS[cfg.act])
+        self.fc1 = nn.Linear(dim, hidden, bias=False)  # official: 1x1 conv, no bias
+        self.bn1 = TokenBatchNorm(hidden)
+        self.act1 = act_layer()
+        if cfg.dwconv:
+            k = cfg.kernel_size
+            self.dw = nn.Conv2d(hidden, hidden, k, padding=k // 2, groups=hidden, bias=False)
+            self.bn2 = nn.BatchNorm2d(hidden)
+            self.act2 = act_layer()
+        else:
+            self.dw = self.bn2 = self.act2 = None
+        self.se = create_channel_attention(cfg.se, hidden, cfg.se_reduction, cfg.se_gate)
+        self.fc2 = nn.Linear(hidden, dim, bias=False)
+        self.bn3 = TokenBatchNorm(dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Official init: PyTorch's conv default on the 1x1 convs (``nn.Linear``'s default is
+        the same for a 1x1 kernel); the official SE is ``nn.Linear``, initialised by DeiT's
+        truncated normal (std 0.02, zero bias)."""
+        self.fc1.reset_parameters()
+        self.fc2.reset_parameters()
+        for name in ("fc1", "fc2"):
+            conv = getattr(self.se, name, None)
+            if isinstance(conv, nn.Conv2d):
+                trunc_normal_(conv.weight, std=0.02)
+                nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        cls, img = split_prefix(x)
+        y = self.act1(self.bn1(self.fc1(img)))
+        if self.dw is not None or not isinstance(self.se, nn.Identity):
+            m = tokens_to_map(y, hw)  # channels-last view, no copy
+            if self.dw is not None:
+                m = self.act2(self.bn2(self.dw(m)))
+            y = map_to_tokens(self.se(m))
+        y = self.bn3(self.fc2(y))
+        return join_prefix(cls, img + y)
+
+
+class MlpFFN(nn.Module):
+    """DeiT's FFN as in timm's ViT block: x + drop_path(Linear-act-Linear(LayerNorm(x)))."""
+
+    def __init__(
+        self,
+        dim: int,
+        expansion: float = 4.0,
+        act: str = "gelu",
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+    ):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        act_layer = get_act_layer(ACTIVATIONS[act])
+        self.mlp = Mlp(dim, int(dim * expansion), act_layer=act_layer, drop=drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int] | None = None) -> torch.Tensor:
+        return x + self.drop_path(self.mlp(self.norm(x)))
+
+
+class LocalViTBlock(nn.Module):
+    """Pre-norm attention (timm ``Attention``, fused SDPA) with drop-path, then the given FFN."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        ffn: nn.Module,
+        qkv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(
+            dim, num_heads=heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=proj_drop
+        )
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.ffn = ffn
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return self.ffn(x, hw)
+
+
+@dataclass(frozen=True)
+class LocalViTConfig:
+    """Backbone toggles plus the FFN config; validated on construction."""
+
+    embed_dim: int = 192
+    depth: int = 12
+    heads: int = 4
+    patch_size: int = 16
+    layers: Any = "all"
+    ffn: LocalityFFNConfig = field(default_factory=LocalityFFNConfig)
+
+    def __post_init__(self):
+        check_int("embed_dim", self.embed_dim, low=1)
+        check_int("depth", self.depth, low=1)
+        check_int("heads", self.heads, low=1)
+        if self.embed_dim % self.heads:
+            divisors = [h for h in range(1, self.embed_dim + 1) if self.embed_dim % h == 0]
+            raise ToggleError(
+                "heads",
+                self.heads,
+                f"a divisor of the width {self.embed_dim}: " + ", ".join(map(str, divisors)),
+            )
+        check_int("patch_size", self.patch_size, low=1)
+        resolve_layers(self.layers, self.depth)
+        self.ffn.hidden_width(self.embed_dim)
+
+    @property
+    def layer_indices(self) -> list[int]:
+        return resolve_layers(self.layers, self.depth)
+
+
+class LocalViT(nn.Module):
+    """DeiT backbone in which the blocks chosen by ``layers`` get the FFN chosen by ``ffn``.
+
+    With ``ffn="mlp"`` it is DeiT (the ``deit_*_ablate`` models). ``layer_indices`` lists the
+    0-based blocks that got the configured FFN; the others are plain DeiT blocks.
+    """
+
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 192,
+        depth: int = 12,
+        heads: int = 4,
+        layers: Any = "all",
+        ffn: str = "locality",
+        dwconv: bool = True,
+        kernel_size: int = 3,
+        act: str = "hswish",
+        se: str = "se",
+        se_reduction: int = 192,
+        se_gate: str | None = None,
+        expansion: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        global_pool: str = "token",
+    ):
+        super().__init__()
+        ffn_cfg = LocalityFFNConfig(
+            ffn, dwconv, kernel_size, act, se, se_reduction, se_gate, expansion
+        )
+        self.cfg = LocalViTConfig(embed_dim, depth, heads, patch_size, layers, ffn_cfg)
+        check_int("in_chans", in_chans, low=1)
+        check_int("num_classes", num_classes, low=0)
+        self.global_pool = check_choice("global_pool", global_pool, ("token", "avg"))
+        for name, rate in (
+            ("drop_rate", drop_rate),
+            ("attn_drop_rate", attn_drop_rate),
+            ("drop_path_rate", drop_path_rate),
+        ):
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+                raise ToggleError(name, rate, "a probability in [0, 1)")
+        img_size = to_2tuple(img_size)
+        if not all(isinstance(s, int) and s >= patch_size for s in img_size):
+            raise ToggleError("img_size", img_size, f"integers >= patch_size ({patch_size})")
+
+        self.num_classes = num_classes
+        self.num_features = self.embed_dim = embed_dim
+        self.num_prefix_tokens = 1
+        self.layer_indices = self.cfg.layer_indices
+
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, output_fmt="NHWC")
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear decay rule
+        selected = set(self.layer_indices)
+        blocks = []
+        for i in range(depth):
+            if i in selected and ffn_cfg.ffn != "mlp":
+                block_ffn = LocalityFFN(embed_dim, ffn_cfg)  # official: no drop path here
+            else:
+                block_act = act if i in selected else "gelu"
+                block_ffn = MlpFFN(embed_dim, expansion, block_act, drop_rate, dpr[i])
+            blocks.append(
+                LocalViTBlock(
+                    embed_dim, heads, block_ffn, qkv_bias, attn_drop_rate, drop_rate, dpr[i]
+                )
+            )
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        trunc_normal_(self.pos_embed, std=0.02)
+        trunc_normal_(self.cls_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if isinstance(m, LocalityFFN):
+                m.reset_parameters()
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            self.global_pool = check_choice("global_pool", global_pool, ("token", "avg"))
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)  # (B, H, W, C)
+        b, h, w, c = x.shape
+        x = torch.cat([self.cls_token.expand(b, -1, -1), x.reshape(b, h * w, c)], dim=1)
+        x = self.pos_drop(x + self.pos_embed)
+        for block in self.blocks:
+            x = block(x, (h, w))
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = x[:, 0] if self.global_pool == "token" else x[:, self.num_prefix_tokens :].mean(1)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# timm registrations. Every toggle above overrides these defaults as a keyword argument.
+
+_TIMM_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+
+
+def _create(variant: str, pretrained: bool, defaults: dict, kwargs: dict) -> LocalViT:
+    for key in _TIMM_KWARGS:
+        kwargs.pop(key, None)
+    if pretrained:
+        raise RuntimeError(
+            f"{variant}: no weights are hosted; load a released official checkpoint with "
+            "modules.localvit_official.load_official_localvit(model, path)"
+        )
+    model = LocalViT(**{**defaults, **kwargs})
+    in_chans = model.patch_embed.proj.in_channels
+    rgb = in_chans == 3
+    model.pretrained_cfg = model.default_cfg = {
+        "architecture": variant,
+        "input_size": (in_chans, *model.patch_embed.img_size),
+        "num_classes": model.num_classes,
+        "mean": IMAGENET_DEFAULT_MEAN if rgb else (0.5,) * in_chans,
+        "std": IMAGENET_DEFAULT_STD if rgb else (0.5,) * in_chans,
+        "interpolation": "bicubic",
+        "crop_pct": 0.875 if min(model.patch_embed.img_size) >= 64 else 1.0,
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+    }
+    return model
+
+
+_DEIT = dict(ffn="mlp", act="gelu", se="none", expansion=4.0, patch_size=16, depth=12)
+_LOCAL = dict(ffn="locality", act="hswish", se="se", expansion=4.0, patch_size=16, depth=12)
+# Small inputs (Fashion-MNIST 28x28x1, CIFAR 32x32x3): patch 4 gives a 7x7 or 8x8 map.
+_MICRO = dict(embed_dim=96, depth=6, patch_size=4, img_size=28, in_chans=1, num_classes=10)
+
+
+@register_model
+def localvit_tiny(pretrained: bool = False, **kwargs) -> LocalViT:
+    """LocalViT-T (official ``localvit_tiny_mlp4_act3_r192``): d 192, 4 heads, SE to 4 ch."""
+    return _create(
+        "localvit_tiny",
+        pretrained,
+        {**_LOCAL, "embed_dim": 192, "heads": 4, "se_reduction": 192},
+        kwargs,
+    )
+
+
+@register_model
+def localvit_tiny_se4(pretrained: bool = False, **kwargs) -> LocalViT:
+    """LocalViT-T-SE4 (official ``localvit_tiny_mlp4_act3_r4``): SE squeezes 768 by 4."""
+    return _create(
+        "localvit_tiny_se4",
+        pretrained,
+        {**_LOCAL, "embed_dim": 192, "heads": 4, "se_reduction": 4},
+        kwargs,
+    )
+
+
+@register_model
+def localvit_small(pretrained: bool = False, **kwargs) -> LocalViT:
+    """LocalViT-S (official ``localvit_small_mlp4_act3_r384``): d 384, 8 heads, SE to 4 ch."""
+    return _create(
+        "localvit_small",
+        pretrained,
+        {**_LOCAL, "embed_dim": 384, "heads": 8, "se_reduction": 384},
+        kwargs,
+    )
+
+
+@register_model
+def deit_tiny_ablate(pretrained: bool = False, **kwargs) -> LocalViT:
+    """DeiT-T (as timm ``deit_tiny_patch16_224``) built by this class, so every toggle works."""
+    return _create("deit_tiny_ablate", pretrained, {**_DEIT, "embed_dim": 192, "heads": 3}, kwargs)
+
+
+@register_model
+def deit_small_ablate(pretrained: bool = False, **kwargs) -> LocalViT:
+    """DeiT-S (as timm ``deit_small_patch16_224``) built by this class."""
+    return _create("deit_small_ablate", pretrained, {**_DEIT, "embed_dim": 384, "heads": 6}, kwargs)
+
+
+@register_model
+def deit_micro(pretrained: bool = False, **kwargs) -> LocalViT:
+    """DeiT for 28-32 px inputs: width 96, depth 6, patch 4, 3 heads (head dim 32, as DeiT-T's
+    ratio of heads to width suggests), 28x28x1 in, 10 classes.
+
+    Size at 28 px, 1 channel, 10 classes: 0.676 M parameters, 33.7 M MACs
+    (``torch.utils.flop_counter``, attention matmuls included).
+    """
+    return _create("deit_micro", pretrained, {**_DEIT, **_MICRO, "heads": 3}, kwargs)
+
+
+@register_model
+def localvit_micro(pretrained: bool = False, **kwargs) -> LocalViT:
+    """LocalViT for 28-32 px inputs: ``deit_micro`` with the locality FFN in every block.
+
+    4 heads (head dim 24), mirroring LocalViT-T's 4 heads against DeiT-T's 3; SE reduction 96
+    keeps LocalViT's squeeze of gamma*d = 384 to 4 channels. Ablations that compare FFNs should
+    toggle ``ffn`` on this one model so that heads stay fixed.
+
+    Size at 28 px, 1 channel, 10 classes: 0.700 M parameters, 34.4 M MACs.
+    """
+    return _create(
+        "localvit_micro", pretrained, {**_LOCAL, **_MICRO, "heads": 4, "se_reduction": 96}, kwargs
+    )

@@ -1,0 +1,388 @@
+"""Statistics against scipy on known inputs, claim verdicts, figures and the report.
+
+Why: every number in REPORT.md and the notebooks goes through these functions; a wrong
+interval or p-value would silently turn an inconclusive claim into a verdict.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from experiments import analysis as an
+from experiments import figures as fg
+from experiments import report
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "results"
+
+
+@pytest.fixture(scope="module")
+def results() -> pd.DataFrame:
+    return an.load_results(FIXTURE)
+
+
+@pytest.fixture(scope="module")
+def epochs(results) -> pd.DataFrame:
+    return an.load_epochs(FIXTURE, results=results)
+
+
+def frame(cells: dict[str, list[float]], grid="p/g", baseline=None, profile="quick"):
+    """A results table from {cell: [top-1 per seed]}; seeds are list positions."""
+    baseline = baseline or next(iter(cells))
+    rows = [
+        {
+            "run_id": f"{cell}-{seed}",
+            "paper": grid.split("/")[0],
+            "grid": grid,
+            "cell": cell,
+            "baseline_cell": baseline,
+            "profile": profile,
+            "seed": seed,
+            "status": "ok",
+            "error": "",
+            "test_top1": value,
+        }
+        for cell, values in cells.items()
+        for seed, value in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def test_t_interval_matches_scipy():
+    x = np.array([85.1, 85.9, 84.7, 86.2, 85.5])
+    lo, hi = an.t_interval(x, 0.95)
+    expected = stats.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
+    assert (lo, hi) == pytest.approx(expected)
+    assert an.t_interval(x, 0.99)[0] < lo
+    assert all(math.isnan(v) for v in an.t_interval([1.0]))
+    assert an.t_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
+
+
+def test_bootstrap_interval_is_deterministic_and_brackets_the_mean():
+    x = [85.1, 85.9, 84.7, 86.2, 85.5, 85.0]
+    lo, hi = an.bootstrap_interval(x)
+    assert lo < np.mean(x) < hi
+    assert min(x) <= lo and hi <= max(x)
+    assert an.bootstrap_interval(x) == (lo, hi)
+    assert an.interval(x, "bootstrap") == (lo, hi)
+    with pytest.raises(ValueError, match="ci must be"):
+        an.interval(x, "normal")
+
+
+def test_iqm_is_scipy_trim_mean():
+    x = [1.0, 2.0, 3.0, 4.0, 100.0, 5.0, 6.0, 7.0]
+    assert an.iqm(x) == pytest.approx(stats.trim_mean(x, 0.25))
+
+
+def test_compare_paired_t_test_matches_scipy():
+    a = pd.Series([85.1, 85.9, 84.7, 86.2], index=[0, 1, 2, 3])
+    b = pd.Series([84.0, 85.6, 84.9, 85.1, 99.0], index=[0, 1, 2, 3, 4])  # seed 4 has no pair
+    out = an.compare(a, b)
+    diff = a.to_numpy() - b.loc[[0, 1, 2, 3]].to_numpy()
+    assert out["n_pairs"] == 4
+    assert out["test"] == "t"
+    assert out["delta"] == pytest.approx(diff.mean())
+    assert out["p"] == pytest.approx(stats.ttest_rel(a, b.loc[[0, 1, 2, 3]]).pvalue)
+    expected = stats.t.interval(0.95, 3, loc=diff.mean(), scale=stats.sem(diff))
+    assert (out["delta_low"], out["delta_high"]) == pytest.approx(expected)
+    assert out["p_improve"] == pytest.approx(0.75)
+
+
+def test_compare_switches_to_wilcoxon_from_six_pairs():
+    rng = np.random.default_rng(0)
+    b = pd.Series(rng.normal(80, 1, 8))
+    a = b + rng.normal(0.5, 0.4, 8)
+    out = an.compare(a, b)
+    assert out["test"] == "wilcoxon"
+    assert out["p"] == pytest.approx(stats.wilcoxon(a, b).pvalue)
+    assert an.compare(a.iloc[:5], b.iloc[:5])["test"] == "t"
+
+
+def test_compare_degenerate_inputs():
+    same = pd.Series([80.0, 81.0, 82.0])
+    out = an.compare(same, same)
+    assert out["delta"] == 0 and out["p"] == 1.0
+    one = an.compare(pd.Series([1.0]), pd.Series([0.0]))
+    assert one["n_pairs"] == 1 and math.isnan(one["p"]) and math.isnan(one["delta_low"])
+    none = an.compare(pd.Series([1.0], index=[0]), pd.Series([0.0], index=[1]))
+    assert none["n_pairs"] == 0 and math.isnan(none["delta"])
+
+
+def test_holm_known_example():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 -> 0.02, 0.03, 0.06, 0.04 -> running max
+    assert an.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert an.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    out = an.holm([0.01, float("nan"), 0.04])
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.04)
+    assert an.holm([]).size == 0
+
+
+def test_prob_improvement_hand_example():
+    # pairs: 1>0 win, 2=2 tie, 3<5 loss, 4>3 win -> (1 + 0.5 + 0 + 1) / 4
+    assert an.prob_improvement([1, 2, 3, 4], [0, 2, 5, 3]) == pytest.approx(0.625)
+    # all pairs: a=[1, 3] vs b=[2]: 1<2 loss, 3>2 win -> 0.5; with a tie 2=2 -> 0.5 more
+    assert an.prob_improvement([1, 3], [2], paired=False) == pytest.approx(0.5)
+    assert an.prob_improvement([2, 3], [2], paired=False) == pytest.approx(0.75)
+    with pytest.raises(ValueError):
+        an.prob_improvement([1, 2], [1])
+
+
+@pytest.mark.parametrize(
+    "low, high, sign, expected",
+    [
+        (0.2, 1.5, 1, "agrees"),
+        (0.2, 1.5, -1, "disagrees"),
+        (-1.5, -0.2, -1, "agrees"),
+        (-1.5, -0.2, 1, "disagrees"),
+        (-0.2, 1.5, 1, "inconclusive"),
+        (0.0, 1.5, 1, "inconclusive"),
+        (float("nan"), float("nan"), 1, "inconclusive"),
+    ],
+)
+def test_verdict(low, high, sign, expected):
+    assert an.verdict(low, high, sign) == expected
+
+
+def test_pareto_mask():
+    macs = [1.0, 2.0, 2.0, 3.0, 4.0]
+    top1 = [70.0, 80.0, 75.0, 79.0, 85.0]
+    assert an.pareto_mask(macs, top1).tolist() == [True, True, False, False, True]
+    throughput = [100.0, 90.0, 50.0]
+    assert an.pareto_mask(throughput, [70, 80, 75], x_lower=False).tolist() == [True, True, False]
+
+
+# ----------------------------------------------------------------------------- loading and tables
+
+
+def test_load_results_reads_fixture_and_counts_statuses(results):
+    assert set(results["grid"]) == {"localvit/layers", "efficientmod/fusion"}
+    assert results["run_id"].map(type).eq(str).all()
+    counts = an.status_counts(results).set_index("cell")
+    assert counts.loc["layers=mid", "failed"] == 1
+    assert counts.loc["layers=low+mid", "diverged"] == 1
+    assert counts["total"].sum() == len(results) == 24
+    assert an.load_results(FIXTURE / "localvit" / "*.csv")["grid"].unique().tolist() == [
+        "localvit/layers"
+    ]
+    assert len(an.load_results(FIXTURE, profile="paper")) == 0
+    empty = an.load_results(FIXTURE / "missing")
+    assert empty.empty and {"grid", "cell", "status"} <= set(empty.columns)
+
+
+def test_load_epochs_keeps_ok_runs_only(results, epochs):
+    ok = set(results.loc[results["status"] == "ok", "run_id"])
+    assert set(epochs["run_id"]) == ok
+    assert set(epochs["profile"]) == {"quick"}
+
+
+def test_summary_table_on_fixture(results):
+    summary = an.summary_table(results).set_index("cell")
+    assert summary.loc["layers=none", "n"] == 3
+    assert summary.loc["layers=mid", "n"] == 2 and summary.loc["layers=mid", "failed"] == 1
+    assert math.isnan(summary.loc["layers=none", "delta"])  # the baseline has no delta
+    low = results[(results["cell"] == "layers=low")].set_index("seed")["test_top1"]
+    none = results[(results["cell"] == "layers=none")].set_index("seed")["test_top1"]
+    assert summary.loc["layers=low", "delta"] == pytest.approx((low - none).mean())
+    layers = summary[summary["grid"] == "localvit/layers"]
+    assert (layers["p_holm"].dropna() >= layers["p"].dropna()).all()
+    assert summary.loc["fusion=mul", "paper_value"] == 80.5
+    assert summary.loc["fusion=sum", "paper_delta"] == pytest.approx(-1.0)
+    table = an.format_summary(summary.reset_index())
+    assert "Δ vs baseline (pp)" in table and table["cell"].iloc[0].endswith("(baseline)")
+    assert "2 (1 failed)" in set(table["n"])
+
+
+def test_summary_with_iqm_and_bootstrap(results):
+    rows = results[results["grid"] == "localvit/layers"]
+    stats_ = an.cell_stats(rows, ci="bootstrap", with_iqm=True)
+    assert {"iqm", "ci_low", "ci_high"} <= set(stats_.columns)
+    full = stats_[stats_["n"] == 3]
+    assert ((full["ci_low"] <= full["mean"]) & (full["mean"] <= full["ci_high"])).all()
+
+
+def test_cell_order_puts_baseline_first():
+    df = frame({"b=2": [1, 2], "b=1": [1, 2], "b=3": [1, 2]}, baseline="b=1")
+    assert an.cell_order(df, "p/g") == ["b=1", "b=2", "b=3"]
+
+
+def test_check_claims_on_fixture(results):
+    verdicts = an.check_claims(results)
+    by_claim = verdicts.set_index(["grid", "cell", "versus_cell"])["verdict"]
+    assert by_claim[("localvit/layers", "layers=low", "layers=high")] == "agrees"
+    assert by_claim[("localvit/layers", "layers=all", "layers=none")] == "agrees"
+    assert by_claim[("efficientmod/fusion", "fusion=mul", "fusion=sum")] == "agrees"
+    assert by_claim[("localvit/ffn", "ffn=locality, expansion=4", "ffn=mlp, expansion=4")] == (
+        "not run"
+    )
+    assert set(verdicts["verdict"]) == {"agrees", "not run"}
+    fusion = verdicts[verdicts["grid"] == "efficientmod/fusion"].iloc[0]
+    assert (fusion["paper_value"], fusion["paper_versus_value"]) == (80.5, 79.5)
+    shown = an.format_claims(verdicts)
+    assert len(shown) == len(verdicts) and "verdict" in shown
+
+
+def test_check_claims_constructed_cases():
+    claims = pd.DataFrame(
+        {
+            "paper": "p",
+            "grid": "p/g",
+            "claim": ["b beats a", "a beats b", "c beats a", "d beats a"],
+            "cell": ["x=b", "x=a", "x=c", "x=d"],
+            "versus_cell": ["x=a", "x=b", "x=a", "x=a"],
+            "expected_sign": [1, 1, 1, 1],
+            **{k: "" for k in ["paper_table", "paper_model", "versus_table", "versus_model"]},
+            "source": "",
+            "note": "",
+        }
+    )
+    df = frame(
+        {
+            "x=a": [80.0, 81.0, 79.5, 80.5],
+            "x=b": [81.0, 82.1, 80.4, 81.6],  # about +1 on every seed
+            "x=c": [80.5, 80.6, 79.9, 80.4],  # mixed signs
+        }
+    )
+    verdicts = an.check_claims(df, claims, an.load_paper_results()).set_index("claim")
+    assert verdicts.loc["b beats a", "verdict"] == "agrees"
+    assert verdicts.loc["a beats b", "verdict"] == "disagrees"
+    assert verdicts.loc["c beats a", "verdict"] == "inconclusive"
+    assert verdicts.loc["d beats a", "verdict"] == "not run"
+    # a diverged cell is not run either: no ok runs to compare
+    df.loc[df["cell"] == "x=b", "status"] = "diverged"
+    assert an.check_claims(df, claims).set_index("claim").loc["b beats a", "verdict"] == "not run"
+
+
+def test_profiles_are_kept_apart():
+    quick = frame({"x=a": [80, 81, 82], "x=b": [81, 82, 83]}, profile="quick")
+    paper = frame({"x=a": [70, 71, 72], "x=b": [60, 61, 62]}, profile="paper")
+    both = pd.concat([quick, paper], ignore_index=True)
+    deltas = an.paired_deltas(both).set_index("profile")["delta"]
+    assert deltas["quick"] == pytest.approx(1.0) and deltas["paper"] == pytest.approx(-10.0)
+
+
+def test_reference_files_are_consistent():
+    claims = an.load_claims()
+    paper = an.load_paper_results()
+    assert set(claims["expected_sign"]) <= {1, -1}
+    keys = set(zip(paper["paper"], paper["table"], paper["model"], strict=False))
+    for c in claims.itertuples():
+        for table, model in [(c.paper_table, c.paper_model), (c.versus_table, c.versus_model)]:
+            assert bool(table) == bool(model), c.claim
+            if table:
+                assert (c.paper, table, model) in keys, f"{c.claim}: no row {table}/{model}"
+        assert c.grid.startswith(c.paper + "/")
+        for cell in (c.cell, c.versus_cell):
+            # "key=value" parts joined by ", " with bare keys (the last dotted part of an axis)
+            for part in re.split(r", (?=[a-z_]+=)", cell):
+                assert re.fullmatch(r"[a-z_]+=\S.*", part), cell
+    assert len(paper) > 40 and paper["value"].between(50, 100).all()
+
+
+def test_planned_grids_union(results):
+    grids = an.planned_grids("localvit", results, an.load_claims(), ROOT / "ablations")
+    assert "localvit/layers" in grids and "localvit/ffn" in grids
+    assert all(g.startswith("localvit/") for g in grids)
+
+
+def test_sweeps(tmp_path):
+    sweeps = an.load_sweeps(FIXTURE / "sweeps")
+    trials = sweeps["localvit_lr"]
+    assert an.sweep_objectives(trials) == ["value"]
+    assert an.sweep_directions(trials) == ["maximize"]
+    best = an.best_trials(trials, k=3)
+    assert len(best) == 3 and best["value"].is_monotonic_decreasing
+    assert "params_lr" in best
+    assert an.load_sweeps(tmp_path / "none") == {}
+    multi = pd.DataFrame({"number": [0], "values_1": [2.0], "values_0": [1.0], "state": "COMPLETE"})
+    assert an.sweep_objectives(multi) == ["values_0", "values_1"]
+
+
+# ----------------------------------------------------------------------------- figures, report
+
+
+def _nonempty(paths):
+    return all(Path(p).exists() and Path(p).stat().st_size > 1000 for p in paths)
+
+
+def test_grid_figures_are_written(tmp_path, results, epochs):
+    made = fg.grid_figures(results, epochs, "localvit/layers", tmp_path, profile="quick")
+    assert set(made) == {"cells", "deltas", "cost", "curves"}
+    for paths in made.values():
+        assert [p.suffix for p in paths] == [".png", ".svg"] and _nonempty(paths)
+        assert paths[0].name.startswith("layers_quick_")
+    svg = made["cells"][1].read_text()
+    assert "<dc:date>" not in svg and "test top-1 (%)" in svg
+
+
+def test_other_figures_are_written(tmp_path, results):
+    verdicts = an.check_claims(results)
+    trials = an.load_sweeps(FIXTURE / "sweeps")["localvit_lr"]
+    figures = {
+        "claims": fg.plot_claims(verdicts),
+        "claims_empty": fg.plot_claims(verdicts.assign(verdict="not run")),
+        "sweep": fg.plot_sweep(trials, "localvit_lr"),
+        "sweep_params": fg.plot_sweep_params(trials, "localvit_lr"),
+        "no_ok_runs": fg.plot_cells(results.assign(status="failed"), "localvit/layers"),
+        "no_deltas": fg.plot_deltas(results.assign(status="failed"), "localvit/layers"),
+        "no_cost": fg.plot_cost(results.drop(columns=["macs", "train_img_s"]), "localvit/layers"),
+    }
+    for name, fig in figures.items():
+        assert _nonempty(fg.save(fig, tmp_path, name, formats=("png",))), name
+
+
+def test_figures_refuse_mixed_profiles(results):
+    mixed = pd.concat([results, results.assign(profile="paper")], ignore_index=True)
+    with pytest.raises(ValueError, match="several profiles"):
+        fg.plot_cells(mixed, "localvit/layers")
+    assert fg.plot_cells(mixed, "localvit/layers", profile="paper") is not None
+
+
+def test_report_without_notebooks(tmp_path):
+    results_dir = tmp_path / "results"
+    shutil.copytree(FIXTURE, results_dir)
+    assert report.main(["--results", str(results_dir), "--no-notebooks"]) == 0
+    text = (results_dir / "REPORT.md").read_text()
+    assert "## Did each paper's claim hold here?" in text
+    assert "### localvit/layers · profile quick" in text
+    assert "### efficientmod/context\n\nnot run yet" in text
+    assert "agrees" in text and "not run" in text and "## Sweeps" in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert links and all((results_dir / link).stat().st_size > 0 for link in links)
+    assert str(tmp_path) not in text and str(ROOT) not in text
+    before = {p: p.read_bytes() for p in results_dir.rglob("*") if p.is_file()}
+    report.main(["--results", str(results_dir), "--no-notebooks"])
+    after = {p: p.read_bytes() for p in results_dir.rglob("*") if p.is_file()}
+    assert before == after, "rebuilding from unchanged tables must change nothing"
+
+
+def test_markdown_table_without_tabulate(monkeypatch):
+    def missing(*args, **kwargs):
+        raise ImportError("tabulate")
+
+    monkeypatch.setattr(pd.DataFrame, "to_markdown", missing)
+    text = report.markdown_table(pd.DataFrame({"cell": ["a|b"], "n": [3]}))
+    assert text.splitlines()[:2] == ["| cell | n |", "|---|---|"] and "a\\|b" in text
+
+
+def test_fixture_is_what_its_script_writes(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "make_fixture", FIXTURE.parent / "make_fixture.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tmp_path)
+    for path in tmp_path.rglob("*.csv"):
+        committed = FIXTURE / path.relative_to(tmp_path)
+        assert path.read_text() == committed.read_text(), committed
