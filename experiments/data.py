@@ -193,10 +193,14 @@ def load_imagefolder(cfg: DataConfig) -> tuple[Split, Split, int]:
 
 
 def load_synthetic(cfg: DataConfig) -> tuple[Split, Split, int]:
-    """A deterministic, learnable task: each class is a smooth prototype image plus noise."""
+    """A deterministic, learnable task: each class is a smooth prototype image plus noise.
+
+    Prototypes are mirror-symmetric, so the horizontal flip augmentation keeps labels.
+    """
     g = torch.Generator().manual_seed(1234)
     c, s, k = cfg.channels or 1, cfg.synthetic_size, cfg.num_classes
     protos = F.interpolate(torch.rand(k, c, 4, 4, generator=g), size=(s, s), mode="bilinear")
+    protos = (protos + protos.flip(-1)) / 2
 
     def make(n: int) -> Split:
         y = torch.arange(n) % k

@@ -69,7 +69,7 @@ def open_study(name: str, storage: str | None = None, directions=("maximize",)) 
 def enqueue_lock(storage: str | None):
     """Serialise enqueueing between local processes sharing a journal file."""
     url = storage_url(storage)
-    lock_path = Path(url + ".lock") if "://" not in url else runs_dir() / "enqueue.lock"
+    lock_path = Path(url + ".enqueue-lock") if "://" not in url else runs_dir() / "enqueue.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

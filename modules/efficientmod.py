@@ -417,8 +417,8 @@ def efficientmod_micro(pretrained: bool = False, **kwargs) -> EfficientMod:
     block='mbconv'            0.61M    14.7M       17.3M
     ========================  =======  ==========  ==========
 
-    Training step (AdamW, batch 128, 28x28x1) on 2 CPU cores: about 1150 img/s (conv),
-    850 (hybrid), 1100 (mbconv).
+    Training step (AdamW, batch 128, 28x28x1) on 2 CPU cores: about 1100 img/s (conv),
+    800 (hybrid), 1000 (mbconv).
     """
     kwargs.setdefault("attention", "attention_blocks" in kwargs)
     defaults = dict(

@@ -1,0 +1,172 @@
+"""Grids with real processes and real storage: every spec runs, crashes resume, no duplicates."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, cli
+
+from experiments import queue
+from experiments.runner import run_grid
+from experiments.spec import find_specs
+
+SPECS = find_specs(ROOT / "ablations")
+
+TINY = """
+description: a tiny test grid
+base:
+  model: {{name: deit_micro, embed_dim: 32, depth: 2, heads: 2}}
+  data: {{name: synthetic, synthetic_size: 16, synthetic_train: {n_train}, synthetic_test: 64,
+          val_size: 64, batch_size: 32, crop_padding: 1}}
+  train: {{epochs: {epochs}, warmup_epochs: 0.0, bench_seconds: 0.02}}
+axes:
+  {axis}
+seeds: {seeds}
+"""
+
+
+def write_grid(tmp: Path, axis: str = "model.depth: [1, 2]", seeds: int = 2, epochs: int = 1,
+               n_train: int = 200, name: str = "tiny") -> Path:
+    path = tmp / "ablations" / "test" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(TINY.format(axis=axis, seeds=seeds, epochs=epochs, n_train=n_train))
+    return path
+
+
+def table(workspace: Path, grid: str, profile: str = "quick") -> pd.DataFrame:
+    suffix = "" if profile == "quick" else f".{profile}"
+    return pd.read_csv(workspace / "results" / f"{grid}{suffix}.csv")
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[f"{p.parent.name}/{p.stem}" for p in SPECS])
+def test_every_spec_runs_in_smoke_profile(spec, workspace):
+    path = run_grid(spec, profile="smoke", seeds=1, progress=False)
+    df = pd.read_csv(path)
+    from experiments.spec import load_spec
+
+    cells = load_spec(spec).cells()
+    assert len(df) == len(cells) and df["run_id"].is_unique
+    assert (df["status"] == "ok").all(), df[["cell", "error"]]
+    assert df["test_top1"].between(0, 100).all() and (df["params"] > 0).all()
+
+
+def test_rerun_skips_finished_runs(workspace):
+    spec = write_grid(workspace)
+    run_grid(spec, profile="quick", progress=False)
+    first = table(workspace, "test/tiny")
+    study = queue.open_study("test/tiny@quick")
+    n_trials = len(study.trials)
+    run_grid(spec, profile="quick", progress=False)
+    assert len(queue.open_study("test/tiny@quick").trials) == n_trials  # nothing new ran
+    again = table(workspace, "test/tiny")
+    assert list(again["run_id"]) == list(first["run_id"]) and len(again) == 4
+    assert (again["status"] == "ok").all()
+    epochs = pd.read_csv(workspace / "results" / "test" / "tiny.epochs.csv")
+    assert set(epochs["run_id"]) == set(again["run_id"]) and {"val_top1", "lr"} <= set(epochs)
+
+
+def test_nan_gives_diverged_and_grid_completes(workspace):
+    spec = write_grid(workspace, axis="train.inject_nan_at_step: [null, 2]", seeds=1, epochs=2)
+    run_grid(spec, profile="quick", progress=False)
+    df = table(workspace, "test/tiny").set_index("train.inject_nan_at_step", drop=False)
+    assert sorted(df["status"]) == ["diverged", "ok"]
+    assert df.loc[df["status"] == "diverged", "diverged_epoch"].iloc[0] == 0
+
+
+def test_failed_run_is_stored_and_grid_goes_on(workspace):
+    # an image folder without a root raises when the run loads its data; the other cell runs
+    spec = write_grid(workspace, axis="data.name: [imagefolder, synthetic]", seeds=1)
+    run_grid(spec, profile="quick", progress=False)
+    df = table(workspace, "test/tiny")
+    assert list(df["status"]) == ["failed", "ok"]
+    assert "DatasetNotFound" in df.loc[df["status"] == "failed", "error"].iloc[0]
+
+
+def _env(workspace: Path, **extra) -> dict:
+    return dict(os.environ, ABLATE_RUNS=str(workspace / "runs"), ABLATE_RESULTS=str(workspace / "results"),
+                PYTHONPATH=str(ROOT), **extra)
+
+
+def test_kill_9_then_rerun_resumes_from_checkpoint(workspace):
+    spec = write_grid(workspace, axis="model.depth: [2]", seeds=2, epochs=4, n_train=1500)
+    env = _env(workspace, ABLATE_HEARTBEAT="0.5", ABLATE_GRACE="3")
+    proc = subprocess.Popen(cli("run", str(spec), "--no-progress"), cwd=workspace, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    ckpts: list[Path] = []
+    while time.time() < deadline and not ckpts:
+        ckpts = list((workspace / "runs").rglob("last.ckpt"))
+        time.sleep(0.1)
+    assert ckpts, "no checkpoint was written"
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(3.5)  # the killed trial's heartbeat goes stale
+    out = subprocess.run(cli("run", str(spec), "--no-progress"), cwd=workspace, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    df = table(workspace, "test/tiny")
+    assert len(df) == 2 and df["run_id"].is_unique and (df["status"] == "ok").all()
+    assert df["restart_epoch"].max() > 0  # the killed run resumed from its checkpoint
+    assert (df["epochs_run"] == 4).all()
+
+
+def test_two_workers_never_run_a_run_twice(workspace):
+    spec = write_grid(workspace, axis="model.depth: [1, 2, 3]", seeds=2)
+    out = subprocess.run(cli("run", str(spec), "--workers", "2", "--no-progress"), cwd=workspace,
+                         env=_env(workspace), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    df = table(workspace, "test/tiny")
+    assert len(df) == 6 and df["run_id"].is_unique and (df["status"] == "ok").all()
+    study = queue.open_study("test/tiny@quick")
+    executed = [t.user_attrs["run_id"] for t in study.trials if "result" in t.user_attrs]
+    assert sorted(executed) == sorted(df["run_id"])  # each run trained exactly once
+    workers = {t.user_attrs.get("worker") for t in study.trials if "result" in t.user_attrs}
+    assert len(workers) == 2
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(_pg_bin() is None, reason="PostgreSQL server binaries not installed")
+def test_postgresql_storage(workspace):
+    pg = _pg_bin()
+    data = Path(tempfile.mkdtemp(prefix="ablate-pg-"))  # outside pytest's private tmp tree
+    user_cmd: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        shutil.chown(data, "postgres", "postgres")
+        user_cmd = ["runuser", "-u", "postgres", "--"]
+    port = 55432 + os.getpid() % 1000
+    subprocess.run([*user_cmd, str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run([*user_cmd, str(pg / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "start",
+                    "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
+    try:
+        url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        spec = write_grid(workspace, axis="model.depth: [1, 2]", seeds=1)
+        out = subprocess.run(cli("run", str(spec), "--workers", "2", "--storage", url, "--no-progress"),
+                             cwd=workspace, env=_env(workspace), capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        df = table(workspace, "test/tiny")
+        assert len(df) == 2 and (df["status"] == "ok").all()
+        study = queue.open_study("test/tiny@quick", url)
+        assert sum(t.state.name == "COMPLETE" for t in study.trials) == 2
+        assert not (workspace / "runs" / queue.DEFAULT_JOURNAL).exists()
+    finally:
+        subprocess.run([*user_cmd, str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
