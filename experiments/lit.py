@@ -57,11 +57,18 @@ class DivergedError(RuntimeError):
 
 
 def create_model(name: str, num_classes: int, in_chans: int, input_size: int, **toggles):
-    """``timm.create_model`` with the data's geometry; img_size only where the model takes it."""
-    entry = timm.models.model_entrypoint(name)
+    """``timm.create_model`` with the data's geometry.
+
+    Isotropic models need the input size (position embeddings); hierarchical ones refuse it.
+    The size is offered first and dropped if the model says it does not know ``img_size``.
+    """
     kwargs = dict(num_classes=num_classes, in_chans=in_chans, **toggles)
-    if entry.__module__.startswith("modules.") and "img_size" not in toggles:
-        kwargs["img_size"] = input_size
+    if "img_size" not in toggles:
+        try:
+            return timm.create_model(name, img_size=input_size, **kwargs)
+        except (TypeError, ValueError) as err:
+            if "img_size" not in str(err):
+                raise
     return timm.create_model(name, **kwargs)
 
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 import optuna
@@ -147,7 +148,10 @@ def run_grid(path: str | Path, profile: str = DEFAULT_PROFILE, workers: int = 1,
     seed_list = list(range(seeds)) if seeds else None
     runs = run_records(spec, profile, seed_list)
     study = queue.open_study(queue.study_name(spec.name, profile), storage)
-    study.set_metric_names(["test_top1"]) if not study.metric_names else None
+    if not study.metric_names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["test_top1"])
     added = queue.enqueue_runs(study, runs, storage)
     total = len({r["run_id"] for r in runs})
     print(f"[{spec.name}] profile {profile}: {total} runs ({len(spec.cells())} cells x {len(seed_list or spec.seeds)} seeds), {added} enqueued, {total - added} already done or queued", flush=True)

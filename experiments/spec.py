@@ -136,8 +136,29 @@ def check_section(path, prefix: str, section: dict, cls) -> None:
 
 
 # ----------------------------------------------------------------------------- model
-def check_model(path, key: str, model: dict, num_classes: int = 10, in_chans: int = 1, img_size: int = 28) -> None:
-    """Build the model on the meta device: unknown names, toggles and values fail here."""
+def _toggle_names(name: str, num_classes: int, in_chans: int) -> list[str]:
+    """The keyword arguments a timm model's class takes (for 'allowed: ...' messages)."""
+    import inspect
+
+    import timm
+    import torch
+
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(name, num_classes=num_classes, in_chans=in_chans)
+    except Exception:  # noqa: BLE001 - only used to word a message
+        return []
+    params = inspect.signature(type(model).__init__).parameters
+    return [p for p in params if p not in ("self", "args", "kwargs")]
+
+
+def check_model(path, model: dict, num_classes: int = 10, in_chans: int = 1, img_size: int = 28) -> None:
+    """Build the model on the meta device: unknown names, toggles and values fail here.
+
+    Raises :class:`SpecError` whose key is ``model.<toggle>`` (the caller says where it is set).
+    """
+    import re
+
     import timm
     import torch
 
@@ -149,16 +170,21 @@ def check_model(path, key: str, model: dict, num_classes: int = 10, in_chans: in
     name = model.pop("name", None)
     if not isinstance(name, str) or not timm.is_model(name):
         ours = sorted(n for n in timm.list_models() if timm.models.model_entrypoint(n).__module__.startswith("modules."))
-        raise SpecError(path, f"{key}.name", f"unknown model {name!r}; allowed: a timm model name, e.g. {', '.join(ours)}")
+        raise SpecError(path, "model.name", f"unknown model {name!r}; allowed: a timm model name, e.g. {', '.join(ours)}")
     try:
         with torch.device("meta"):
             create_model(name, num_classes, in_chans, img_size, **model)
     except ToggleError as err:
-        raise SpecError(path, f"{key}.{err.toggle}", f"got {err.value!r}; allowed: {err.allowed}") from None
+        raise SpecError(path, f"model.{err.toggle}", f"got {err.value!r}; allowed: {err.allowed}") from None
     except TypeError as err:
-        raise SpecError(path, key, f"model {name!r} refused a toggle: {err}") from None
+        match = re.search(r"unexpected keyword argument '(\w+)'|unknown \w+ toggles \['(\w+)'", str(err))
+        toggle = next((g for g in match.groups() if g), None) if match else None
+        if toggle is None:
+            raise SpecError(path, "model", f"model {name!r} cannot be built: {err}") from None
+        known = _toggle_names(name, num_classes, in_chans)
+        raise SpecError(path, f"model.{toggle}", f"unknown toggle of {name!r}; allowed: {', '.join(known) or 'see the model'}") from None
     except (ValueError, AssertionError, RuntimeError) as err:
-        raise SpecError(path, key, f"model {name!r} cannot be built with {model}: {err}") from None
+        raise SpecError(path, "model", f"model {name!r} cannot be built with {model}: {err}") from None
 
 
 # ----------------------------------------------------------------------------- spec
@@ -435,13 +461,26 @@ def _validate_resolved(spec: GridSpec, build_models: bool) -> None:
             data = DataConfig(**config["data"])
             size = data.img_size or {"synthetic": data.synthetic_size, "fashion_mnist": 28}.get(data.name, 32)
             chans = data.channels or (1 if data.name in ("fashion_mnist", "synthetic") else 3)
-            model_key = next((f"axes.{k}" for k in overrides if k.startswith("model.")), "base.model")
             try:
-                check_model(path, model_key, config["model"], data.num_classes if data.name == "synthetic" else 10, chans, size)
+                check_model(path, config["model"], data.num_classes if data.name == "synthetic" else 10, chans, size)
             except SpecError as err:
-                if err.key.startswith("axes.") or err.key.startswith("base."):
-                    raise SpecError(path, err.key, f"{err.problem} (cell {cell!r}, profile {profile})") from None
-                raise
+                raise SpecError(path, _where(spec, profile, overrides, err.key), f"{err.problem} (cell {cell!r}, profile {profile})") from None
+
+
+def _where(spec: GridSpec, profile: str, overrides: dict, key: str) -> str:
+    """Where a model key is set: an axis, the spec's profile, the shared profiles, or base."""
+    if key in overrides:
+        return f"axes.{key}"
+    for axis, choices in spec.axes.items():  # presets
+        for preset, over in choices:
+            if key in over:
+                return f"axes.{axis}.{preset}.{key}"
+    section, _, name = key.partition(".")
+    if name in (spec.profiles.get(profile) or {}).get(section, {}):
+        return f"profiles.{profile}.{key}"
+    if name in spec.profile_defaults.get(profile, {}).get(section, {}):
+        return f"profiles.yaml {profile}.{key}"
+    return f"base.{key}"
 
 
 def find_specs(target: str | Path) -> list[Path]:

@@ -122,6 +122,7 @@ def train_run(
             restart_epoch = _checkpoint_epoch(workdir / CHECKPOINT)
     curves.load(keep_below=restart_epoch)
 
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU/tip banners
     trainer = L.Trainer(
         max_epochs=train_cfg.epochs,
         accelerator="gpu" if on_gpu else "cpu",
@@ -142,7 +143,6 @@ def train_run(
     with PeakMemory() as memory, wall_clock() as wall, warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         except DivergedError as err:

@@ -12,16 +12,50 @@ ECA follows the official ``hs+eca`` variant: a bias-free 1-D conv across channel
 grows with log2(channels), with a sigmoid gate (the official ``hs+ecah`` variant is
 ``gate="hard_sigmoid"``). timm's ``EcaModule`` computes the same kernel size, except that it
 never goes below 3 (the official one gives 1 for fewer than 8 channels).
+
+The modules are timm's (same parameters and names); only the pooling is rerouted: on a
+channels-last map (a view of ViT tokens) ``mean((2, 3))`` is 2-3x slower on CPU than the same
+mean taken over the token dim of the underlying (B, H*W, C) memory, which is used instead.
 """
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from timm.layers import EcaModule, SEModule
 from torch import nn
 
 CHANNEL_ATTENTION = ("none", "se", "eca")
 GATES = ("hard_sigmoid", "sigmoid")
 DEFAULT_GATE = {"se": "hard_sigmoid", "eca": "sigmoid"}
+
+
+def spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C) mean over positions, fast for channels-last maps too."""
+    b, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return x.permute(0, 2, 3, 1).reshape(b, h * w, c).mean(1)
+    return x.mean((2, 3))
+
+
+class SqueezeExcite(SEModule):
+    """timm's ``SEModule`` (1x1-conv squeeze/excite), pooling via :func:`spatial_mean`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.linear(spatial_mean(x), self.fc1.weight.flatten(1), self.fc1.bias)
+        s = self.act(self.bn(s[:, :, None, None])).flatten(1)
+        s = F.linear(s, self.fc2.weight.flatten(1), self.fc2.bias)
+        return x * self.gate(s)[:, :, None, None]
+
+
+class EfficientChannelAttention(EcaModule):
+    """timm's ``EcaModule`` (1-D conv across channels), pooling via :func:`spatial_mean`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.conv(spatial_mean(x)[:, None])  # (B, 1, C)
+        if self.conv2 is not None:
+            s = self.conv2(self.act(s))
+        return x * self.gate(s)[:, 0, :, None, None]
 
 
 def create_channel_attention(
@@ -37,5 +71,5 @@ def create_channel_attention(
         squeeze = channels // reduction
         if squeeze < 1:
             raise ValueError(f"SE reduction {reduction} leaves no channel of {channels}")
-        return SEModule(channels, rd_channels=squeeze, act_layer=nn.ReLU, gate_layer=gate)
-    return EcaModule(channels, gate_layer=gate)
+        return SqueezeExcite(channels, rd_channels=squeeze, act_layer=nn.ReLU, gate_layer=gate)
+    return EfficientChannelAttention(channels, gate_layer=gate)

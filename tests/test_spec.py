@@ -1,0 +1,94 @@
+"""Spec validation: bad specs stop before training with one message and exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+
+import pytest
+from conftest import ROOT, cli
+
+from experiments.__main__ import main
+from experiments.spec import find_specs, load_spec
+
+GOOD = """
+description: test
+base:
+  model: {name: localvit_micro, ffn: locality}
+  data: {name: synthetic}
+  train: {epochs: 1}
+axes:
+  model.layers: [none, low]
+seeds: 2
+"""
+
+BAD = {
+    "unknown key": (GOOD + "colour: blue\n", "colour", "allowed"),
+    "unknown train key": (GOOD.replace("epochs: 1", "epoch: 1"), "base.train.epoch", "epochs"),
+    "wrong type": (GOOD.replace("epochs: 1", "epochs: three"), "base.train.epochs", "int"),
+    "unknown model": (GOOD.replace("localvit_micro", "localvit_huge9"), "base.model.name", "timm model"),
+    "unknown toggle value": (GOOD.replace("[none, low]", "[none, lowest]"), "axes.model.layers", "low"),
+    "impossible value": (GOOD.replace("[none, low]", "[none, [0, 99]]"), "axes.model.layers", "block indices"),
+    "kernel 2": (GOOD.replace("model.layers: [none, low]", "model.kernel_size: [3, 2]"), "axes.model.kernel_size", "odd"),
+    "heads not dividing": (GOOD.replace("ffn: locality", "ffn: locality, heads: 5"), "heads", "divisor"),
+    "unknown toggle": (GOOD.replace("ffn: locality", "ffn: locality, colour: red"), "base.model.colour", "dwconv"),
+    "empty axis": (GOOD.replace("[none, low]", "[]"), "axes.model.layers", "empty"),
+    "duplicate axis": (GOOD.replace("  model.layers: [none, low]", "  model.layers: [none, low]\n  model.layers: [all]"), "model.layers", "duplicate"),
+    "bad baseline": (GOOD + "baseline: {layers: mid}\n", "baseline.layers", "allowed"),
+    "bad seeds": (GOOD.replace("seeds: 2", "seeds: 0"), "seeds", "positive"),
+    "bad dataset": (GOOD.replace("name: synthetic", "name: imagenet22k"), "base.data.name", "fashion_mnist"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_spec_exits_2_with_file_and_key(case, tmp_path, monkeypatch, capsys):
+    text, key, allowed = BAD[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent(text))
+    monkeypatch.setenv("ABLATE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("ABLATE_RESULTS", str(tmp_path / "results"))
+    assert main(["run", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert str(path) in err and key in err and allowed in err, err
+    assert not (tmp_path / "results").exists()  # nothing written
+    assert not (tmp_path / "runs").exists()  # no run started, not even a queue
+
+
+def test_exit_status_is_2_from_the_shell(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(GOOD.replace("epochs: 1", "epochs: -1"))
+    out = subprocess.run(cli("check", str(path)), capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 2 and "base.train.epochs" in out.stderr
+
+
+def test_expansion_ids_are_stable_and_distinct(tmp_path):
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "profiles.yaml").write_text("smoke: {data: {subset: 100}}\n")
+    path = tmp_path / "good.yaml"
+    path.write_text(GOOD)
+    a, b = load_spec(path).expand("quick"), load_spec(path).expand("quick")
+    assert [r.run_id for r in a] == [r.run_id for r in b]
+    assert len({r.run_id for r in a}) == 4 == len(a)
+    assert {r.run_id for r in load_spec(path).expand("smoke")}.isdisjoint(r.run_id for r in a)
+
+
+def test_presets_and_zip(tmp_path):
+    path = tmp_path / "zip.yaml"
+    path.write_text(GOOD.replace("  model.layers: [none, low]", "  model.layers: [none, low]\n  model.expansion: [2, 4]") + "zip: true\n")
+    spec = load_spec(path)
+    assert [c[0] for c in spec.cells()] == ["layers=none, expansion=2", "layers=low, expansion=4"]
+    path.write_text(GOOD.replace("  model.layers: [none, low]", "  ctx:\n    a: {model.layers: low, model.expansion: 2}\n    b: {model.layers: all}"))
+    spec = load_spec(path)
+    runs = spec.expand("quick")
+    assert [r.cell for r in runs] == ["ctx=a", "ctx=a", "ctx=b", "ctx=b"]
+    assert runs[0].config["model"]["expansion"] == 2 and runs[2].config["model"]["layers"] == "all"
+
+
+def test_every_committed_spec_is_valid():
+    specs = find_specs(ROOT / "ablations")
+    assert len(specs) >= 10
+    for path in specs:
+        spec = load_spec(path)
+        assert spec.description and spec.claim, path
+        assert len(spec.seeds) >= 3, path
