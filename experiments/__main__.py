@@ -16,7 +16,9 @@ def _train_parser(sub) -> None:
         help="train and test one configuration, print one JSON result row",
         description="Train one model on one dataset and print its result as one JSON row.",
     )
-    p.add_argument("--model", required=True, help="timm model name, e.g. deit_micro or localvit_micro")
+    p.add_argument(
+        "--model", required=True, help="timm model name, e.g. deit_micro or localvit_micro"
+    )
     p.add_argument(
         "--set",
         dest="sets",
@@ -31,10 +33,16 @@ def _train_parser(sub) -> None:
         default="fashion_mnist",
         help="dataset: fashion_mnist (default), cifar10, cifar100, imagefolder, synthetic",
     )
-    p.add_argument("--data-root", default=None, help="where the dataset lives (else the usual places)")
-    p.add_argument("--subset", type=int, default=None, help="training images, balanced over classes")
+    p.add_argument(
+        "--data-root", default=None, help="where the dataset lives (else the usual places)"
+    )
+    p.add_argument(
+        "--subset", type=int, default=None, help="training images, balanced over classes"
+    )
     p.add_argument("--img-size", type=int, default=None, help="resize inputs to this size")
-    p.add_argument("--channels", type=int, default=None, choices=(1, 3), help="convert to 1 or 3 channels")
+    p.add_argument(
+        "--channels", type=int, default=None, choices=(1, 3), help="convert to 1 or 3 channels"
+    )
     p.add_argument("--batch-size", type=int, default=None, help="training batch size (default 128)")
     p.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
@@ -69,20 +77,40 @@ def cmd_train(args) -> int:
         progress=not args.no_progress,
     )
     result.pop("epochs")
-    row = {"model": args.model, **{f"model.{k}": v for k, v in sets["model"].items()}, "seed": args.seed}
+    row = {
+        "model": args.model,
+        **{f"model.{k}": v for k, v in sets["model"].items()},
+        "seed": args.seed,
+    }
     print(json.dumps({**row, **result}, default=str))
     return 0 if result["status"] == "ok" else 1
 
 
 def _grid_parsers(sub) -> None:
-    p = sub.add_parser("check", help="validate grid specs without training (exit 2 on the first error)")
+    p = sub.add_parser(
+        "check", help="validate grid specs without training (exit 2 on the first error)"
+    )
     p.add_argument("paths", nargs="+", help="spec files or folders (e.g. ablations/)")
 
     p = sub.add_parser("run", help="run a grid: enqueue its runs once, work them, export the table")
     p.add_argument("spec", help="a grid spec, e.g. ablations/localvit/layers.yaml")
-    p.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"), help="compute budget (default quick)")
-    p.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS", 1) or 1), help="local worker processes (default 1)")
-    p.add_argument("--storage", default=None, help="Optuna storage URL or journal file (default: ABLATE_STORAGE or runs/optuna.journal)")
+    p.add_argument(
+        "--profile",
+        default="quick",
+        choices=("smoke", "quick", "paper"),
+        help="compute budget (default quick)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("WORKERS", 1) or 1),
+        help="local worker processes (default 1)",
+    )
+    p.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage URL or journal file (default: ABLATE_STORAGE or runs/optuna.journal)",
+    )
     p.add_argument("--seeds", type=int, default=None, help="override the spec's seeds with 0..N-1")
     p.add_argument("--results", default=None, help="results folder (default results/)")
     p.add_argument("--no-progress", action="store_true", help="hide the per-run progress bar")
@@ -95,7 +123,10 @@ def _grid_parsers(sub) -> None:
 
     for name, helptext in (
         ("report", "execute the notebooks on results/ and write results/REPORT.md"),
-        ("bench", "speed figures (Lightning vs bare loop, variant vs baseline) under results/bench/"),
+        (
+            "bench",
+            "speed figures (Lightning vs bare loop, variant vs baseline) under results/bench/",
+        ),
         ("sweep", "run an Optuna sweep spec (ablations/sweeps/<name>.yaml)"),
     ):
         p = sub.add_parser(name, help=helptext, add_help=False)
@@ -113,7 +144,9 @@ def cmd_check(args) -> int:
         for path in find_specs(target):
             spec = load_spec(path)
             runs = spec.expand()
-            print(f"ok  {path}  ({len(spec.cells())} cells x {len(spec.seeds)} seeds = {len(runs)} runs)")
+            print(
+                f"ok  {path}  ({len(spec.cells())} cells x {len(spec.seeds)} seeds = {len(runs)} runs)"
+            )
             n += 1
     print(f"{n} spec(s) valid")
     return 0
@@ -128,8 +161,14 @@ def cmd_run(args) -> int:
     from experiments.runner import run_grid
 
     _set_results(args)
-    run_grid(args.spec, profile=args.profile, workers=args.workers, storage=args.storage,
-             seeds=args.seeds, progress=not args.no_progress)
+    run_grid(
+        args.spec,
+        profile=args.profile,
+        workers=args.workers,
+        storage=args.storage,
+        seeds=args.seeds,
+        progress=not args.no_progress,
+    )
     return 0
 
 
@@ -173,7 +212,12 @@ COMMANDS = {
     "report": _forward("experiments.report"),
     "bench": _forward("experiments.bench"),
     "sweep": _forward("experiments.sweep"),
-"train": cmd_train, "check": cmd_check, "run": cmd_run, "worker": cmd_worker, "list": cmd_list}
+    "train": cmd_train,
+    "check": cmd_check,
+    "run": cmd_run,
+    "worker": cmd_worker,
+    "list": cmd_list,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

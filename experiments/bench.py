@@ -40,7 +40,9 @@ def bare_loop_img_s(model_name: str, data: dict, steps: int, model_kwargs: dict)
     dm = ImageDataModule(DataConfig(**data))
     dm.setup()
     c, h, _ = dm.input_shape
-    model = timm.create_model(model_name, num_classes=dm.num_classes, in_chans=c, img_size=h, **model_kwargs)
+    model = timm.create_model(
+        model_name, num_classes=dm.num_classes, in_chans=c, img_size=h, **model_kwargs
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     bs, n = dm.cfg.batch_size, len(dm.train)
@@ -65,18 +67,36 @@ def bare_loop_img_s(model_name: str, data: dict, steps: int, model_kwargs: dict)
     return images / seconds
 
 
-def bench_loop(repeats: int, data: dict, epochs: int, model: str, model_kwargs: dict) -> pd.DataFrame:
+def bench_loop(
+    repeats: int, data: dict, epochs: int, model: str, model_kwargs: dict
+) -> pd.DataFrame:
     rows = []
     cfg = DataConfig(**data)
     steps = epochs * (cfg.subset or 60000) // cfg.batch_size
     for r in range(repeats):
-        res = train_run({"name": model, **model_kwargs}, data, {"epochs": epochs, "grad_clip": None}, seed=r,
-                        progress=False, measure_cost=False)
+        res = train_run(
+            {"name": model, **model_kwargs},
+            data,
+            {"epochs": epochs, "grad_clip": None},
+            seed=r,
+            progress=False,
+            measure_cost=False,
+        )
         bare = bare_loop_img_s(model, data, steps, model_kwargs)
-        rows.append({"repeat": r, "model": model, "lightning_img_s": res["train_img_s"], "bare_img_s": bare,
-                     "ratio": res["train_img_s"] / bare})
-        print(f"loop repeat {r}: lightning {res['train_img_s']:.0f} img/s, bare {bare:.0f} img/s, "
-              f"ratio {rows[-1]['ratio']:.3f}", flush=True)
+        rows.append(
+            {
+                "repeat": r,
+                "model": model,
+                "lightning_img_s": res["train_img_s"],
+                "bare_img_s": bare,
+                "ratio": res["train_img_s"] / bare,
+            }
+        )
+        print(
+            f"loop repeat {r}: lightning {res['train_img_s']:.0f} img/s, bare {bare:.0f} img/s, "
+            f"ratio {rows[-1]['ratio']:.3f}",
+            flush=True,
+        )
     return pd.DataFrame(rows)
 
 
@@ -100,8 +120,17 @@ def bench_models(repeats: int, batch: int, steps: int) -> pd.DataFrame:
         kw = {"img_size": 28, "in_chans": 1, "num_classes": 10, **kwargs}
         if not timm.is_model(variant):
             continue
-        models = {n: timm.create_model(n, **{k: v for k, v in kw.items() if k != "img_size" or n.startswith(("deit", "localvit"))})
-                  for n in (variant, baseline)}
+        models = {
+            n: timm.create_model(
+                n,
+                **{
+                    k: v
+                    for k, v in kw.items()
+                    if k != "img_size" or n.startswith(("deit", "localvit"))
+                },
+            )
+            for n in (variant, baseline)
+        }
         x = torch.randn(batch, kw["in_chans"], kw["img_size"], kw["img_size"])
         y = torch.randint(0, 10, (batch,))
         ratios = []
@@ -109,9 +138,21 @@ def bench_models(repeats: int, batch: int, steps: int) -> pd.DataFrame:
             a = step_img_s(models[variant], x, y, steps)
             b = step_img_s(models[baseline], x, y, steps)
             ratios.append(a / b)
-            rows.append({"variant": variant, "baseline": baseline, "input": f"{kw['in_chans']}x{kw['img_size']}",
-                         "batch": batch, "variant_img_s": a, "baseline_img_s": b, "ratio": a / b})
-        print(f"{variant} / {baseline} at {kw['img_size']} px: median ratio {statistics.median(ratios):.3f}", flush=True)
+            rows.append(
+                {
+                    "variant": variant,
+                    "baseline": baseline,
+                    "input": f"{kw['in_chans']}x{kw['img_size']}",
+                    "batch": batch,
+                    "variant_img_s": a,
+                    "baseline_img_s": b,
+                    "ratio": a / b,
+                }
+            )
+        print(
+            f"{variant} / {baseline} at {kw['img_size']} px: median ratio {statistics.median(ratios):.3f}",
+            flush=True,
+        )
     return pd.DataFrame(rows)
 
 
@@ -119,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments bench", description=__doc__)
     p.add_argument("--only", choices=("loop", "models"), default=None)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--subset", type=int, default=4000, help="Fashion-MNIST images for the loop benchmark")
+    p.add_argument(
+        "--subset", type=int, default=4000, help="Fashion-MNIST images for the loop benchmark"
+    )
     p.add_argument("--data", default="fashion_mnist")
     args = p.parse_args(argv)
     out = results_root() / "bench"

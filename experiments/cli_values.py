@@ -31,6 +31,8 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
         section, _, name = key.rpartition(".")
         section = section or "model"
         if section not in SECTIONS:
-            raise ValueError(f"--set {key}: section must be one of {SECTIONS} (or none for a toggle)")
+            raise ValueError(
+                f"--set {key}: section must be one of {SECTIONS} (or none for a toggle)"
+            )
         out[section][name] = parse_value(text)
     return out

@@ -118,7 +118,9 @@ class ClassificationModule(L.LightningModule):
         self.eval_loss = nn.CrossEntropyLoss()
         top5 = min(5, num_classes)
         for stage in ("train", "val", "test"):
-            setattr(self, f"{stage}_top1", torchmetrics.Accuracy("multiclass", num_classes=num_classes))
+            setattr(
+                self, f"{stage}_top1", torchmetrics.Accuracy("multiclass", num_classes=num_classes)
+            )
         for stage in ("val", "test"):
             setattr(
                 self,
@@ -166,7 +168,10 @@ class ClassificationModule(L.LightningModule):
             target = torch.nn.functional.one_hot(y, self.hparams.num_classes).float()
         logits = self(x)
         loss = self.train_loss(logits, target)
-        if self.cfg.inject_nan_at_step is not None and self.global_step >= self.cfg.inject_nan_at_step:
+        if (
+            self.cfg.inject_nan_at_step is not None
+            and self.global_step >= self.cfg.inject_nan_at_step
+        ):
             loss = loss * float("nan")
         if not torch.isfinite(loss):
             raise DivergedError(self.current_epoch, self.global_step)

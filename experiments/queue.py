@@ -89,7 +89,9 @@ def trials_by_run(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTria
 
 
 def is_alive(trial: optuna.trial.FrozenTrial, grace: float = GRACE_S) -> bool:
-    beat = trial.user_attrs.get("heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else 0)
+    beat = trial.user_attrs.get(
+        "heartbeat", trial.datetime_start.timestamp() if trial.datetime_start else 0
+    )
     return time.time() - beat < grace
 
 

@@ -57,7 +57,9 @@ def _duplicate(study: optuna.Study, trial_number: int, run_id: str) -> bool:
     return False
 
 
-def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool, results_dir: Path | None) -> str:
+def execute(
+    study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool, results_dir: Path | None
+) -> str:
     """Train one run for ``trial`` and record its result on the trial; returns the status."""
     from experiments.train import train_run
 
@@ -65,7 +67,14 @@ def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool,
     cfg = run["config"]
     try:
         with queue.Heartbeat(study, trial._trial_id):
-            result = train_run(cfg["model"], cfg["data"], cfg["train"], seed=run["seed"], workdir=workdir, progress=progress)
+            result = train_run(
+                cfg["model"],
+                cfg["data"],
+                cfg["train"],
+                seed=run["seed"],
+                workdir=workdir,
+                progress=progress,
+            )
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit
         trial.set_user_attr("interrupted", True)
         study.tell(trial, state=TrialState.FAIL)
@@ -75,7 +84,10 @@ def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool,
         trial.set_user_attr("result", store.make_row(run, {"status": "failed", "error": error}))
         trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
         study.tell(trial, state=TrialState.FAIL)
-        print(f"run {run['run_id']} ({run['cell']}, seed {run['seed']}) failed: {error}", file=sys.stderr)
+        print(
+            f"run {run['run_id']} ({run['cell']}, seed {run['seed']}) failed: {error}",
+            file=sys.stderr,
+        )
         return "failed"
     epochs = result.pop("epochs")
     trial.set_user_attr("epochs", epochs)
@@ -87,8 +99,14 @@ def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool,
     return result["status"]
 
 
-def work(grid: str, profile: str, storage: str | None = None, progress: bool = True,
-         results_dir: Path | None = None, max_runs: int | None = None) -> int:
+def work(
+    grid: str,
+    profile: str,
+    storage: str | None = None,
+    progress: bool = True,
+    results_dir: Path | None = None,
+    max_runs: int | None = None,
+) -> int:
     """One worker: take waiting runs until the queue is empty; returns how many it ran."""
     study = queue.open_study(queue.study_name(grid, profile), storage)
     done = 0
@@ -134,15 +152,30 @@ def start_workers(grid: str, profile: str, n: int, storage: str | None) -> list[
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), ABLATE_THREADS=str(threads))
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-        cmd = [sys.executable, "-m", "experiments", "worker", "--study", queue.study_name(grid, profile), "--no-progress"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "experiments",
+            "worker",
+            "--study",
+            queue.study_name(grid, profile),
+            "--no-progress",
+        ]
         if storage:
             cmd += ["--storage", storage]
         procs.append(subprocess.Popen(cmd, env=env))
     return procs
 
 
-def run_grid(path: str | Path, profile: str = DEFAULT_PROFILE, workers: int = 1, storage: str | None = None,
-             seeds: int | None = None, progress: bool = True, results_dir: Path | None = None) -> Path | None:
+def run_grid(
+    path: str | Path,
+    profile: str = DEFAULT_PROFILE,
+    workers: int = 1,
+    storage: str | None = None,
+    seeds: int | None = None,
+    progress: bool = True,
+    results_dir: Path | None = None,
+) -> Path | None:
     """Validate, enqueue, work and export one grid; returns the path of its results table."""
     spec = load_spec(path)
     seed_list = list(range(seeds)) if seeds else None
@@ -154,7 +187,10 @@ def run_grid(path: str | Path, profile: str = DEFAULT_PROFILE, workers: int = 1,
             study.set_metric_names(["test_top1"])
     added = queue.enqueue_runs(study, runs, storage)
     total = len({r["run_id"] for r in runs})
-    print(f"[{spec.name}] profile {profile}: {total} runs ({len(spec.cells())} cells x {len(seed_list or spec.seeds)} seeds), {added} enqueued, {total - added} already done or queued", flush=True)
+    print(
+        f"[{spec.name}] profile {profile}: {total} runs ({len(spec.cells())} cells x {len(seed_list or spec.seeds)} seeds), {added} enqueued, {total - added} already done or queued",
+        flush=True,
+    )
     started, done0 = time.time(), queue.counts(study)["done"]
     try:
         if workers <= 1:

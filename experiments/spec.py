@@ -71,9 +71,7 @@ def _construct_mapping(loader, node, deep=False):
     return yaml.SafeLoader.construct_mapping(loader, node, deep)
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 # YAML 1.1 reads 1e-3 as a string; accept it as a float like every other config system.
 _UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
@@ -86,8 +84,11 @@ def load_yaml(path: Path) -> Any:
     try:
         return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.constructor.ConstructorError as err:
-        raise SpecError(path, str(err.problem).split("'")[1] if "'" in str(err.problem) else "?",
-                        f"{err.problem} at line {err.problem_mark.line + 1}; keys must be unique") from None
+        raise SpecError(
+            path,
+            str(err.problem).split("'")[1] if "'" in str(err.problem) else "?",
+            f"{err.problem} at line {err.problem_mark.line + 1}; keys must be unique",
+        ) from None
     except yaml.YAMLError as err:
         raise SpecError(path, "<file>", f"not valid YAML: {err}") from None
 
@@ -126,10 +127,20 @@ def check_section(path, prefix: str, section: dict, cls) -> None:
                 path, f"{prefix}.{key}", f"got {value!r}; allowed: {_type_name(hints[key])}"
             )
     if cls is DataConfig and "name" in section and section["name"] not in DATASETS:
-        raise SpecError(path, f"{prefix}.name", f"unknown dataset {section['name']!r}; allowed: {', '.join(DATASETS)}")
+        raise SpecError(
+            path,
+            f"{prefix}.name",
+            f"unknown dataset {section['name']!r}; allowed: {', '.join(DATASETS)}",
+        )
     for key in ("epochs", "batch_size", "eval_batch_size", "val_size", "subset"):
-        if isinstance(section.get(key), int) and section[key] < 1 and not (key == "val_size" and section[key] == 0):
-            raise SpecError(path, f"{prefix}.{key}", f"got {section[key]}; allowed: an integer >= 1")
+        if (
+            isinstance(section.get(key), int)
+            and section[key] < 1
+            and not (key == "val_size" and section[key] == 0)
+        ):
+            raise SpecError(
+                path, f"{prefix}.{key}", f"got {section[key]}; allowed: an integer >= 1"
+            )
     for key in ("lr",):
         if key in section and not section[key] > 0:
             raise SpecError(path, f"{prefix}.{key}", f"got {section[key]}; allowed: a number > 0")
@@ -152,7 +163,9 @@ def _toggle_names(name: str, num_classes: int, in_chans: int) -> list[str]:
     return [p for p in params if p not in ("self", "args", "kwargs")]
 
 
-def check_model(path, model: dict, num_classes: int = 10, in_chans: int = 1, img_size: int = 28) -> None:
+def check_model(
+    path, model: dict, num_classes: int = 10, in_chans: int = 1, img_size: int = 28
+) -> None:
     """Build the model on the meta device: unknown names, toggles and values fail here.
 
     Raises :class:`SpecError` whose key is ``model.<toggle>`` (the caller says where it is set).
@@ -169,22 +182,40 @@ def check_model(path, model: dict, num_classes: int = 10, in_chans: int = 1, img
     model = dict(model)
     name = model.pop("name", None)
     if not isinstance(name, str) or not timm.is_model(name):
-        ours = sorted(n for n in timm.list_models() if timm.models.model_entrypoint(n).__module__.startswith("modules."))
-        raise SpecError(path, "model.name", f"unknown model {name!r}; allowed: a timm model name, e.g. {', '.join(ours)}")
+        ours = sorted(
+            n
+            for n in timm.list_models()
+            if timm.models.model_entrypoint(n).__module__.startswith("modules.")
+        )
+        raise SpecError(
+            path,
+            "model.name",
+            f"unknown model {name!r}; allowed: a timm model name, e.g. {', '.join(ours)}",
+        )
     try:
         with torch.device("meta"):
             create_model(name, num_classes, in_chans, img_size, **model)
     except ToggleError as err:
-        raise SpecError(path, f"model.{err.toggle}", f"got {err.value!r}; allowed: {err.allowed}") from None
+        raise SpecError(
+            path, f"model.{err.toggle}", f"got {err.value!r}; allowed: {err.allowed}"
+        ) from None
     except TypeError as err:
-        match = re.search(r"unexpected keyword argument '(\w+)'|unknown \w+ toggles \['(\w+)'", str(err))
+        match = re.search(
+            r"unexpected keyword argument '(\w+)'|unknown \w+ toggles \['(\w+)'", str(err)
+        )
         toggle = next((g for g in match.groups() if g), None) if match else None
         if toggle is None:
             raise SpecError(path, "model", f"model {name!r} cannot be built: {err}") from None
         known = _toggle_names(name, num_classes, in_chans)
-        raise SpecError(path, f"model.{toggle}", f"unknown toggle of {name!r}; allowed: {', '.join(known) or 'see the model'}") from None
+        raise SpecError(
+            path,
+            f"model.{toggle}",
+            f"unknown toggle of {name!r}; allowed: {', '.join(known) or 'see the model'}",
+        ) from None
     except (ValueError, AssertionError, RuntimeError) as err:
-        raise SpecError(path, "model", f"model {name!r} cannot be built with {model}: {err}") from None
+        raise SpecError(
+            path, "model", f"model {name!r} cannot be built with {model}: {err}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------- spec
@@ -212,7 +243,11 @@ def run_id(config: dict, seed: int) -> str:
 def deep_merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        out[k] = (
+            deep_merge(out[k], v)
+            if isinstance(v, dict) and isinstance(out.get(k), dict)
+            else copy.deepcopy(v)
+        )
     return out
 
 
@@ -298,16 +333,26 @@ def _parse_axes(path, axes) -> tuple[dict, list]:
             choices = []
             for preset, over in values.items():
                 if not isinstance(over, dict):
-                    raise SpecError(path, f"{where}.{preset}", "a preset must be a mapping of dotted keys to values")
+                    raise SpecError(
+                        path,
+                        f"{where}.{preset}",
+                        "a preset must be a mapping of dotted keys to values",
+                    )
                 for k in over:
                     if not isinstance(k, str) or k.split(".")[0] not in SECTIONS or "." not in k:
-                        raise SpecError(path, f"{where}.{preset}.{k}", f"allowed: a dotted key in {SECTIONS}")
+                        raise SpecError(
+                            path, f"{where}.{preset}.{k}", f"allowed: a dotted key in {SECTIONS}"
+                        )
                     keys.append(k)
                 choices.append((label(preset), dict(over)))
             parsed[str(key)] = choices
         else:
             if not isinstance(key, str) or "." not in key or key.split(".")[0] not in SECTIONS:
-                raise SpecError(path, where, f"axis keys are dotted, starting with one of {SECTIONS} (model.layers), or map preset names to overrides")
+                raise SpecError(
+                    path,
+                    where,
+                    f"axis keys are dotted, starting with one of {SECTIONS} (model.layers), or map preset names to overrides",
+                )
             if not isinstance(values, list) or not values:
                 raise SpecError(path, where, "empty axis; allowed: a non-empty list of values")
             labels = [label(v) for v in values]
@@ -329,7 +374,9 @@ def load_profile_defaults(spec_path: Path) -> dict:
             data = load_yaml(candidate) or {}
             for prof, over in data.items():
                 if prof not in PROFILES:
-                    raise SpecError(candidate, prof, f"unknown profile; allowed: {', '.join(PROFILES)}")
+                    raise SpecError(
+                        candidate, prof, f"unknown profile; allowed: {', '.join(PROFILES)}"
+                    )
                 _check_sections(candidate, prof, over)
             return data
         if (parent / "pyproject.toml").exists():
@@ -351,7 +398,9 @@ def _check_sections(path, prefix: str, over: dict) -> None:
             raise SpecError(path, f"{prefix}.model", "must be a mapping: name and toggles")
 
 
-def load_spec(path: str | Path, root: str | Path | None = None, build_models: bool = True) -> GridSpec:
+def load_spec(
+    path: str | Path, root: str | Path | None = None, build_models: bool = True
+) -> GridSpec:
     """Load and fully validate one grid spec."""
     path = Path(path)
     if not path.is_file():
@@ -382,7 +431,9 @@ def load_spec(path: str | Path, root: str | Path | None = None, build_models: bo
         raise SpecError(path, "profiles", TOP_KEYS["profiles"])
     for prof, over in profiles.items():
         if prof not in PROFILES:
-            raise SpecError(path, f"profiles.{prof}", f"unknown profile; allowed: {', '.join(PROFILES)}")
+            raise SpecError(
+                path, f"profiles.{prof}", f"unknown profile; allowed: {', '.join(PROFILES)}"
+            )
         _check_sections(path, f"profiles.{prof}", over or {})
 
     axes, axis_keys = _parse_axes(path, raw["axes"])
@@ -393,7 +444,11 @@ def load_spec(path: str | Path, root: str | Path | None = None, build_models: bo
             check_section(path, f"axes.{key}", {}, cls)
             field_name = key.split(".", 1)[1]
             if field_name not in typing.get_type_hints(cls):
-                raise SpecError(path, f"axes.{key}", f"unknown key; allowed: {', '.join(f.name for f in dataclasses.fields(cls))}")
+                raise SpecError(
+                    path,
+                    f"axes.{key}",
+                    f"unknown key; allowed: {', '.join(f.name for f in dataclasses.fields(cls))}",
+                )
     if raw.get("zip") and len({len(v) for v in axes.values()}) > 1:
         raise SpecError(path, "zip", "zipped axes must have the same number of values")
 
@@ -402,7 +457,12 @@ def load_spec(path: str | Path, root: str | Path | None = None, build_models: bo
         if seeds < 1:
             raise SpecError(path, "seeds", f"got {seeds}; allowed: {TOP_KEYS['seeds']}")
         seeds = list(range(seeds))
-    elif not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) and len(set(seeds)) == len(seeds)):
+    elif not (
+        isinstance(seeds, list)
+        and seeds
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        and len(set(seeds)) == len(seeds)
+    ):
         raise SpecError(path, "seeds", f"got {seeds!r}; allowed: {TOP_KEYS['seeds']}")
 
     baseline = raw.get("baseline")
@@ -419,7 +479,9 @@ def load_spec(path: str | Path, root: str | Path | None = None, build_models: bo
         if axis not in baseline:
             raise SpecError(path, f"baseline.{axis}", f"missing; allowed: one of {allowed}")
         if baseline[axis] not in allowed:
-            raise SpecError(path, f"baseline.{axis}", f"got {baseline[axis]!r}; allowed: one of {allowed}")
+            raise SpecError(
+                path, f"baseline.{axis}", f"got {baseline[axis]!r}; allowed: one of {allowed}"
+            )
 
     spec = GridSpec(
         path=path,
@@ -437,7 +499,9 @@ def load_spec(path: str | Path, root: str | Path | None = None, build_models: bo
         profile_defaults=load_profile_defaults(path),
     )
     if spec.baseline_cell not in [c[0] for c in spec.cells()]:
-        raise SpecError(path, "baseline", f"cell {spec.baseline_cell!r} is not in the grid (zipped axes?)")
+        raise SpecError(
+            path, "baseline", f"cell {spec.baseline_cell!r} is not in the grid (zipped axes?)"
+        )
     _validate_resolved(spec, build_models)
     return spec
 
@@ -451,20 +515,35 @@ def _validate_resolved(spec: GridSpec, build_models: bool) -> None:
             config = copy.deepcopy(base)
             for key, value in overrides.items():
                 set_dotted(config, key, value)
-            where = lambda section: next(  # noqa: E731
-                (f"axes.{k}" for k in overrides if k.startswith(section + ".")), f"profiles.{profile}.{section}"
-            )
-            check_section(path, where("data"), config["data"], DataConfig)
-            check_section(path, where("train"), config["train"], TrainConfig)
+            try:
+                check_section(path, "data", config["data"], DataConfig)
+                check_section(path, "train", config["train"], TrainConfig)
+            except SpecError as err:
+                where = _where(spec, profile, overrides, err.key)
+                raise SpecError(
+                    path, where, f"{err.problem} (cell {cell!r}, profile {profile})"
+                ) from None
             if not build_models:
                 continue
             data = DataConfig(**config["data"])
-            size = data.img_size or {"synthetic": data.synthetic_size, "fashion_mnist": 28}.get(data.name, 32)
+            size = data.img_size or {"synthetic": data.synthetic_size, "fashion_mnist": 28}.get(
+                data.name, 32
+            )
             chans = data.channels or (1 if data.name in ("fashion_mnist", "synthetic") else 3)
             try:
-                check_model(path, config["model"], data.num_classes if data.name == "synthetic" else 10, chans, size)
+                check_model(
+                    path,
+                    config["model"],
+                    data.num_classes if data.name == "synthetic" else 10,
+                    chans,
+                    size,
+                )
             except SpecError as err:
-                raise SpecError(path, _where(spec, profile, overrides, err.key), f"{err.problem} (cell {cell!r}, profile {profile})") from None
+                raise SpecError(
+                    path,
+                    _where(spec, profile, overrides, err.key),
+                    f"{err.problem} (cell {cell!r}, profile {profile})",
+                ) from None
 
 
 def _where(spec: GridSpec, profile: str, overrides: dict, key: str) -> str:

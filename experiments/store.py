@@ -21,21 +21,50 @@ import pandas as pd
 from experiments.queue import FINISHED
 
 
-
 def results_root() -> Path:
     """Tables are exported here (``ABLATE_RESULTS`` overrides ``results/``)."""
     return Path(os.environ.get("ABLATE_RESULTS", "results"))
 
+
 ID_COLUMNS = [
-    "run_id", "grid", "paper", "table", "cell", "cell_index", "baseline_cell", "axes", "seed",
-    "profile", "status", "error", "diverged_epoch", "restart_epoch",
+    "run_id",
+    "grid",
+    "paper",
+    "table",
+    "cell",
+    "cell_index",
+    "baseline_cell",
+    "axes",
+    "seed",
+    "profile",
+    "status",
+    "error",
+    "diverged_epoch",
+    "restart_epoch",
 ]
 METRIC_COLUMNS = [
-    "test_top1", "test_top5", "test_loss", "val_top1", "best_val_top1", "best_epoch", "epochs_run",
+    "test_top1",
+    "test_top5",
+    "test_loss",
+    "val_top1",
+    "best_val_top1",
+    "best_epoch",
+    "epochs_run",
 ]
 COST_COLUMNS = ["params", "macs", "train_img_s", "infer_img_s", "peak_mem_mb", "wall_s"]
 PROVENANCE_COLUMNS = ["git_sha", "git_dirty", "torch", "timm", "lightning", "device", "date"]
-EPOCH_COLUMNS = ["run_id", "grid", "cell", "seed", "epoch", "train_loss", "train_top1", "val_loss", "val_top1", "lr"]
+EPOCH_COLUMNS = [
+    "run_id",
+    "grid",
+    "cell",
+    "seed",
+    "epoch",
+    "train_loss",
+    "train_top1",
+    "val_loss",
+    "val_top1",
+    "lr",
+]
 
 
 def flatten(config: dict, prefix: str = "") -> dict:
@@ -57,11 +86,17 @@ def provenance() -> dict:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
+    )
     return {
         "git_sha": git("rev-parse", "--short=12", "HEAD"),
         "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
@@ -69,7 +104,7 @@ def provenance() -> dict:
         "timm": timm.__version__,
         "lightning": lightning.__version__,
         "device": device,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -102,10 +137,20 @@ def tables(study: optuna.Study) -> tuple[pd.DataFrame, pd.DataFrame]:
         row = dict(t.user_attrs["result"])
         rows.append(row)
         for e in t.user_attrs.get("epochs", []):
-            epochs.append({"run_id": row["run_id"], "grid": row["grid"], "cell": row["cell"], "seed": row["seed"], **e})
+            epochs.append(
+                {
+                    "run_id": row["run_id"],
+                    "grid": row["grid"],
+                    "cell": row["cell"],
+                    "seed": row["seed"],
+                    **e,
+                }
+            )
     df = pd.DataFrame(rows)
     if not df.empty:
-        ordered = [c for c in ID_COLUMNS if c in df] + sorted(c for c in df if c.startswith(("model.", "data.", "train.")))
+        ordered = [c for c in ID_COLUMNS if c in df] + sorted(
+            c for c in df if c.startswith(("model.", "data.", "train."))
+        )
         rest = [c for c in METRIC_COLUMNS + COST_COLUMNS + PROVENANCE_COLUMNS if c in df]
         other = [c for c in df if c not in ordered + rest]
         sort = ["cell_index", "seed"] if "cell_index" in df else ["cell", "seed"]
@@ -128,7 +173,9 @@ def result_paths(grid: str, profile: str, results_dir: Path | None = None) -> tu
     return base.with_name(stem + ".csv"), base.with_name(stem + ".epochs.csv")
 
 
-def export(study: optuna.Study, grid: str, profile: str, results_dir: Path | None = None) -> Path | None:
+def export(
+    study: optuna.Study, grid: str, profile: str, results_dir: Path | None = None
+) -> Path | None:
     df, ep = tables(study)
     if df.empty:
         return None

@@ -131,7 +131,7 @@ def resolve_layers(layers: Any, depth: int) -> list[int]:
         "one of " + ", ".join(repr(p) for p in PLACEMENTS) + f", or block indices in [0, {depth})"
     )
     if isinstance(layers, str) and layers in PLACEMENTS:
-        cuts = (0, round(depth / 3), round(2 * depth / 3), depth)
+        cuts = (0, depth // 3 + 1, round(2 * depth / 3), depth)
         return [i for third in PLACEMENTS[layers] for i in range(cuts[third], cuts[third + 1])]
     if isinstance(layers, str):
         try:

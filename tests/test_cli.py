@@ -13,11 +13,31 @@ from conftest import ROOT, cli
 
 def test_train_cli_one_epoch_on_fashion_mnist_subset(tiny_fashion_mnist, workspace):
     out = subprocess.run(
-        cli("train", "--model", "localvit_micro", "--set", "depth=2", "embed_dim=48", "heads=2",
-            "se_reduction=48", "train.bench_seconds=0.05", "data.val_size=100",
-            "--data-root", str(tiny_fashion_mnist), "--subset", "300", "--epochs", "1",
-            "--seed", "1", "--no-progress"),
-        capture_output=True, text=True, cwd=workspace, timeout=300,
+        cli(
+            "train",
+            "--model",
+            "localvit_micro",
+            "--set",
+            "depth=2",
+            "embed_dim=48",
+            "heads=2",
+            "se_reduction=48",
+            "train.bench_seconds=0.05",
+            "data.val_size=100",
+            "--data-root",
+            str(tiny_fashion_mnist),
+            "--subset",
+            "300",
+            "--epochs",
+            "1",
+            "--seed",
+            "1",
+            "--no-progress",
+        ),
+        capture_output=True,
+        text=True,
+        cwd=workspace,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout.strip().splitlines()[-1])
@@ -34,7 +54,10 @@ def test_train_cli_help_documents_options():
 def test_bad_toggle_exits_2(workspace):
     out = subprocess.run(
         cli("train", "--model", "localvit_micro", "--set", "kernel_size=2", "--data", "synthetic"),
-        capture_output=True, text=True, cwd=workspace, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=workspace,
+        timeout=120,
     )
     assert out.returncode == 2 and "kernel_size" in out.stderr
 
@@ -45,8 +68,13 @@ def _names(requirements: list[str]) -> set[str]:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    declared = {
+        r.replace(" ", "")
+        for r in project["dependencies"] + project["optional-dependencies"]["dev"]
+    }
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     listed = {r.replace(" ", "") for r in pip if not r.startswith("-e")}
-    assert listed == declared, f"only in environment.yml: {listed - declared}; only in pyproject: {declared - listed}"
+    assert listed == declared, (
+        f"only in environment.yml: {listed - declared}; only in pyproject: {declared - listed}"
+    )

@@ -33,8 +33,14 @@ seeds: {seeds}
 """
 
 
-def write_grid(tmp: Path, axis: str = "model.depth: [1, 2]", seeds: int = 2, epochs: int = 1,
-               n_train: int = 200, name: str = "tiny") -> Path:
+def write_grid(
+    tmp: Path,
+    axis: str = "model.depth: [1, 2]",
+    seeds: int = 2,
+    epochs: int = 1,
+    n_train: int = 200,
+    name: str = "tiny",
+) -> Path:
     path = tmp / "ablations" / "test" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(TINY.format(axis=axis, seeds=seeds, epochs=epochs, n_train=n_train))
@@ -91,15 +97,26 @@ def test_failed_run_is_stored_and_grid_goes_on(workspace):
 
 
 def _env(workspace: Path, **extra) -> dict:
-    return dict(os.environ, ABLATE_RUNS=str(workspace / "runs"), ABLATE_RESULTS=str(workspace / "results"),
-                PYTHONPATH=str(ROOT), **extra)
+    return dict(
+        os.environ,
+        ABLATE_RUNS=str(workspace / "runs"),
+        ABLATE_RESULTS=str(workspace / "results"),
+        PYTHONPATH=str(ROOT),
+        **extra,
+    )
 
 
 def test_kill_9_then_rerun_resumes_from_checkpoint(workspace):
     spec = write_grid(workspace, axis="model.depth: [2]", seeds=2, epochs=4, n_train=1500)
     env = _env(workspace, ABLATE_HEARTBEAT="0.5", ABLATE_GRACE="3")
-    proc = subprocess.Popen(cli("run", str(spec), "--no-progress"), cwd=workspace, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cli("run", str(spec), "--no-progress"),
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     ckpts: list[Path] = []
     while time.time() < deadline and not ckpts:
@@ -110,8 +127,14 @@ def test_kill_9_then_rerun_resumes_from_checkpoint(workspace):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     time.sleep(3.5)  # the killed trial's heartbeat goes stale
-    out = subprocess.run(cli("run", str(spec), "--no-progress"), cwd=workspace, env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        cli("run", str(spec), "--no-progress"),
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     df = table(workspace, "test/tiny")
     assert len(df) == 2 and df["run_id"].is_unique and (df["status"] == "ok").all()
@@ -121,8 +144,14 @@ def test_kill_9_then_rerun_resumes_from_checkpoint(workspace):
 
 def test_two_workers_never_run_a_run_twice(workspace):
     spec = write_grid(workspace, axis="model.depth: [1, 2, 3]", seeds=2)
-    out = subprocess.run(cli("run", str(spec), "--workers", "2", "--no-progress"), cwd=workspace,
-                         env=_env(workspace), capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        cli("run", str(spec), "--workers", "2", "--no-progress"),
+        cwd=workspace,
+        env=_env(workspace),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     df = table(workspace, "test/tiny")
     assert len(df) == 6 and df["run_id"].is_unique and (df["status"] == "ok").all()
@@ -151,15 +180,38 @@ def test_postgresql_storage(workspace):
         shutil.chown(data, "postgres", "postgres")
         user_cmd = ["runuser", "-u", "postgres", "--"]
     port = 55432 + os.getpid() % 1000
-    subprocess.run([*user_cmd, str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*user_cmd, str(pg / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "start",
-                    "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
+    subprocess.run(
+        [*user_cmd, str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *user_cmd,
+            str(pg / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(data / "log"),
+            "start",
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         url = f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
         spec = write_grid(workspace, axis="model.depth: [1, 2]", seeds=1)
-        out = subprocess.run(cli("run", str(spec), "--workers", "2", "--storage", url, "--no-progress"),
-                             cwd=workspace, env=_env(workspace), capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            cli("run", str(spec), "--workers", "2", "--storage", url, "--no-progress"),
+            cwd=workspace,
+            env=_env(workspace),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         df = table(workspace, "test/tiny")
         assert len(df) == 2 and (df["status"] == "ok").all()
@@ -167,6 +219,8 @@ def test_postgresql_storage(workspace):
         assert sum(t.state.name == "COMPLETE" for t in study.trials) == 2
         assert not (workspace / "runs" / queue.DEFAULT_JOURNAL).exists()
     finally:
-        subprocess.run([*user_cmd, str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*user_cmd, str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(data, ignore_errors=True)

@@ -11,9 +11,11 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from timm.layers import EcaModule, SEModule
 from torch import nn
 
 import modules  # noqa: F401  (registers the models)
+from modules.layers.channel_attention import create_channel_attention
 from modules.layers.tokens import map_to_tokens, tokens_to_map
 from modules.localvit import (
     LocalityFFN,
@@ -39,9 +41,7 @@ def _forward(model: nn.Module, size=(28, 28), channels=1, batch=2) -> torch.Tens
 
 # --- every toggle builds and runs ------------------------------------------------------------
 
-TOGGLES = [
-    ("ffn", v) for v in ("mlp", "conv1x1", "locality")
-] + [
+TOGGLES = [("ffn", v) for v in ("mlp", "conv1x1", "locality")] + [
     ("dwconv", False),
     ("kernel_size", 1),
     ("kernel_size", 5),
@@ -211,8 +211,13 @@ def test_explicit_layer_indices():
     with torch.device("meta"):
         model = timm.create_model("localvit_micro", layers=[1, 4])
     assert [isinstance(b.ffn, LocalityFFN) for b in model.blocks] == [
-        False, True, False, False, True, False
-    ]  # fmt: skip
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_unselected_blocks_are_plain_deit_blocks():
@@ -275,6 +280,19 @@ def test_se_squeezes_relative_to_expanded_width():
     assert torch.allclose(ffn.se.gate(z), F.relu6(z + 3) / 6)  # hard sigmoid
     assert LocalityFFN(192, se_reduction=4).se.fc1.out_channels == 192  # "SE4"
     assert torch.allclose(LocalityFFN(192, se="eca").se.gate(z), torch.sigmoid(z))
+
+
+@pytest.mark.parametrize("kind", ["se", "eca"])
+def test_channel_attention_matches_timm_on_both_layouts(kind):
+    torch.manual_seed(0)
+    ours = create_channel_attention(kind, 32, reduction=8)
+    reference = (
+        SEModule(32, rd_channels=4, gate_layer="hard_sigmoid") if kind == "se" else EcaModule(32)
+    )
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 32, 5, 3)
+    for layout in (x, x.contiguous(memory_format=torch.channels_last)):
+        assert torch.allclose(ours(layout), reference(layout), atol=1e-6)
 
 
 def test_token_batchnorm_equals_conv1x1_and_batchnorm2d():
@@ -452,9 +470,16 @@ OFFICIAL_VARIANTS = [
 def test_official_checkpoint_gives_identical_outputs(ffn, training):
     source = _randomise(_OfficialLocalViT(**ffn)).train(training)
     model = LocalViT(
-        img_size=32, patch_size=8, num_classes=5, embed_dim=16, depth=2, heads=2,
-        se_reduction=4, act="hswish", **ffn,
-    ).train(training)  # fmt: skip
+        img_size=32,
+        patch_size=8,
+        num_classes=5,
+        embed_dim=16,
+        depth=2,
+        heads=2,
+        se_reduction=4,
+        act="hswish",
+        **ffn,
+    ).train(training)
     load_official_localvit(model, source.state_dict())  # strict: every key used, none missing
     x = torch.randn(3, 3, 32, 32)
     assert torch.allclose(model(x), source(x), atol=1e-4, rtol=1e-4)
@@ -480,30 +505,39 @@ def test_official_tensors_land_in_the_right_place():
     for src, dst in expected.items():
         assert torch.equal(converted[dst].flatten(), official[src].flatten()), src
     assert len(converted) == len(official)
-    ours = LocalViT(img_size=32, patch_size=8, num_classes=5, embed_dim=16, depth=2, heads=2,
-                    se_reduction=4).state_dict()  # fmt: skip
+    ours = LocalViT(
+        img_size=32, patch_size=8, num_classes=5, embed_dim=16, depth=2, heads=2, se_reduction=4
+    ).state_dict()
     assert {k: v.shape for k, v in converted.items()} == {k: v.shape for k, v in ours.items()}
 
 
 def test_official_checkpoint_file_with_training_state(tmp_path):
     source = _randomise(_OfficialLocalViT())
     path = tmp_path / "localvit_t.pth"
-    torch.save({"model": source.state_dict(), "epoch": 299, "args": argparse.Namespace(lr=5e-4)},
-               path)  # fmt: skip
-    model = LocalViT(img_size=32, patch_size=8, num_classes=5, embed_dim=16, depth=2, heads=2,
-                     se_reduction=4)  # fmt: skip
+    torch.save(
+        {"model": source.state_dict(), "epoch": 299, "args": argparse.Namespace(lr=5e-4)}, path
+    )
+    model = LocalViT(
+        img_size=32, patch_size=8, num_classes=5, embed_dim=16, depth=2, heads=2, se_reduction=4
+    )
     load_official_localvit(model, path)
     assert torch.equal(model.blocks[0].ffn.dw.weight, source.blocks[0].conv.conv[3].weight)
     # a model with another layout refuses the checkpoint instead of loading it silently
     with pytest.raises(RuntimeError):
-        load_official_localvit(LocalViT(img_size=32, patch_size=8, num_classes=5, embed_dim=16,
-                                        depth=2, heads=2, se="none"), path)  # fmt: skip
+        load_official_localvit(
+            LocalViT(
+                img_size=32, patch_size=8, num_classes=5, embed_dim=16, depth=2, heads=2, se="none"
+            ),
+            path,
+        )
 
 
 def test_timm_deit_weights_load_into_deit_ablate():
     torch.manual_seed(0)
     kw = dict(img_size=32, patch_size=8, num_classes=5, embed_dim=16, depth=2)
     source = timm.create_model("deit_tiny_patch16_224", num_heads=2, **kw).eval()
-    model = load_official_localvit(timm.create_model("deit_tiny_ablate", heads=2, **kw), source.state_dict())
+    model = load_official_localvit(
+        timm.create_model("deit_tiny_ablate", heads=2, **kw), source.state_dict()
+    )
     x = torch.randn(2, 3, 32, 32)
     assert torch.allclose(model.eval()(x), source(x), atol=1e-5)

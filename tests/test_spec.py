@@ -26,17 +26,51 @@ BAD = {
     "unknown key": (GOOD + "colour: blue\n", "colour", "allowed"),
     "unknown train key": (GOOD.replace("epochs: 1", "epoch: 1"), "base.train.epoch", "epochs"),
     "wrong type": (GOOD.replace("epochs: 1", "epochs: three"), "base.train.epochs", "int"),
-    "unknown model": (GOOD.replace("localvit_micro", "localvit_huge9"), "base.model.name", "timm model"),
-    "unknown toggle value": (GOOD.replace("[none, low]", "[none, lowest]"), "axes.model.layers", "low"),
-    "impossible value": (GOOD.replace("[none, low]", "[none, [0, 99]]"), "axes.model.layers", "block indices"),
-    "kernel 2": (GOOD.replace("model.layers: [none, low]", "model.kernel_size: [3, 2]"), "axes.model.kernel_size", "odd"),
-    "heads not dividing": (GOOD.replace("ffn: locality", "ffn: locality, heads: 5"), "heads", "divisor"),
-    "unknown toggle": (GOOD.replace("ffn: locality", "ffn: locality, colour: red"), "base.model.colour", "dwconv"),
+    "unknown model": (
+        GOOD.replace("localvit_micro", "localvit_huge9"),
+        "base.model.name",
+        "timm model",
+    ),
+    "unknown toggle value": (
+        GOOD.replace("[none, low]", "[none, lowest]"),
+        "axes.model.layers",
+        "low",
+    ),
+    "impossible value": (
+        GOOD.replace("[none, low]", "[none, [0, 99]]"),
+        "axes.model.layers",
+        "block indices",
+    ),
+    "kernel 2": (
+        GOOD.replace("model.layers: [none, low]", "model.kernel_size: [3, 2]"),
+        "axes.model.kernel_size",
+        "odd",
+    ),
+    "heads not dividing": (
+        GOOD.replace("ffn: locality", "ffn: locality, heads: 5"),
+        "heads",
+        "divisor",
+    ),
+    "unknown toggle": (
+        GOOD.replace("ffn: locality", "ffn: locality, colour: red"),
+        "base.model.colour",
+        "dwconv",
+    ),
     "empty axis": (GOOD.replace("[none, low]", "[]"), "axes.model.layers", "empty"),
-    "duplicate axis": (GOOD.replace("  model.layers: [none, low]", "  model.layers: [none, low]\n  model.layers: [all]"), "model.layers", "duplicate"),
+    "duplicate axis": (
+        GOOD.replace(
+            "  model.layers: [none, low]", "  model.layers: [none, low]\n  model.layers: [all]"
+        ),
+        "model.layers",
+        "duplicate",
+    ),
     "bad baseline": (GOOD + "baseline: {layers: mid}\n", "baseline.layers", "allowed"),
     "bad seeds": (GOOD.replace("seeds: 2", "seeds: 0"), "seeds", "positive"),
-    "bad dataset": (GOOD.replace("name: synthetic", "name: imagenet22k"), "base.data.name", "fashion_mnist"),
+    "bad dataset": (
+        GOOD.replace("name: synthetic", "name: imagenet22k"),
+        "base.data.name",
+        "fashion_mnist",
+    ),
 }
 
 
@@ -75,10 +109,20 @@ def test_expansion_ids_are_stable_and_distinct(tmp_path):
 
 def test_presets_and_zip(tmp_path):
     path = tmp_path / "zip.yaml"
-    path.write_text(GOOD.replace("  model.layers: [none, low]", "  model.layers: [none, low]\n  model.expansion: [2, 4]") + "zip: true\n")
+    path.write_text(
+        GOOD.replace(
+            "  model.layers: [none, low]", "  model.layers: [none, low]\n  model.expansion: [2, 4]"
+        )
+        + "zip: true\n"
+    )
     spec = load_spec(path)
     assert [c[0] for c in spec.cells()] == ["layers=none, expansion=2", "layers=low, expansion=4"]
-    path.write_text(GOOD.replace("  model.layers: [none, low]", "  ctx:\n    a: {model.layers: low, model.expansion: 2}\n    b: {model.layers: all}"))
+    path.write_text(
+        GOOD.replace(
+            "  model.layers: [none, low]",
+            "  ctx:\n    a: {model.layers: low, model.expansion: 2}\n    b: {model.layers: all}",
+        )
+    )
     spec = load_spec(path)
     runs = spec.expand("quick")
     assert [r.cell for r in runs] == ["ctx=a", "ctx=a", "ctx=b", "ctx=b"]

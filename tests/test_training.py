@@ -14,8 +14,14 @@ MICRO = {"name": "deit_micro", "embed_dim": 48, "depth": 2, "heads": 2, "patch_s
 
 def test_learns_synthetic_task(tmp_path):
     data = {"name": "synthetic", "synthetic_train": 1200, "val_size": 200, "batch_size": 64}
-    result = train_run(MICRO, data, {"epochs": 3, "lr": 3e-3, "bench_seconds": 0.05}, seed=0,
-                       workdir=tmp_path / "run", progress=False)
+    result = train_run(
+        MICRO,
+        data,
+        {"epochs": 3, "lr": 3e-3, "bench_seconds": 0.05},
+        seed=0,
+        workdir=tmp_path / "run",
+        progress=False,
+    )
     assert result["status"] == "ok"
     losses = [e["train_loss"] for e in result["epochs"]]
     assert losses[-1] < losses[0]
@@ -42,7 +48,9 @@ def test_cosine_schedule_shape():
 def test_no_weight_decay_on_norms_biases_embeddings():
     from experiments.lit import ClassificationModule
 
-    module = ClassificationModule("deit_micro", {"depth": 1}, num_classes=10, in_chans=1, img_size=28)
+    module = ClassificationModule(
+        "deit_micro", {"depth": 1}, num_classes=10, in_chans=1, img_size=28
+    )
 
     class T:  # the two trainer fields configure_optimizers reads
         estimated_stepping_batches, max_epochs = 10, 1
@@ -50,7 +58,11 @@ def test_no_weight_decay_on_norms_biases_embeddings():
     module.trainer = T()  # type: ignore[assignment]
     opt = module.configure_optimizers()["optimizer"]
     names = {id(p): n for n, p in module.model.named_parameters()}
-    no_decay = {names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    no_decay = {
+        names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]
+    }
     assert {"cls_token", "pos_embed"} <= no_decay
-    assert all(n.endswith("bias") or "norm" in n or n in ("cls_token", "pos_embed") for n in no_decay)
+    assert all(
+        n.endswith("bias") or "norm" in n or n in ("cls_token", "pos_embed") for n in no_decay
+    )
     assert "blocks.0.attn.qkv.weight" not in no_decay
