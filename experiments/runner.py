@@ -65,6 +65,8 @@ def execute(
 
     workdir = queue.runs_dir() / run["grid"] / run["profile"] / run["run_id"]
     cfg = run["config"]
+    tuned = {"tuned": run["tuned"]} if "tuned" in run else {}  # keys a sweep set for this cell
+    started = time.perf_counter()
     try:
         with queue.Heartbeat(study, trial._trial_id):
             result = train_run(
@@ -81,7 +83,9 @@ def execute(
         raise
     except Exception as err:  # stored as failed; the grid goes on
         error = f"{type(err).__name__}: {err}"
-        trial.set_user_attr("result", store.make_row(run, {"status": "failed", "error": error}))
+        trial.set_user_attr(
+            "result", store.make_row(run, {"status": "failed", "error": error, **tuned})
+        )
         trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
         study.tell(trial, state=TrialState.FAIL)
         print(
@@ -89,9 +93,10 @@ def execute(
             file=sys.stderr,
         )
         return "failed"
+    result["run_s"] = time.perf_counter() - started  # the whole run: build, train, test, cost
     epochs = result.pop("epochs")
     trial.set_user_attr("epochs", epochs)
-    trial.set_user_attr("result", store.make_row(run, result))
+    trial.set_user_attr("result", store.make_row(run, {**result, **tuned}))
     if result["status"] == "ok":
         study.tell(trial, result["test_top1"])
     else:
@@ -180,6 +185,10 @@ def run_grid(
     spec = load_spec(path)
     seed_list = list(range(seeds)) if seeds else None
     runs = run_records(spec, profile, seed_list)
+    if spec.sweep:  # tune each cell's nuisance hyper-parameters first, then compare at the best
+        from experiments.sweep import apply_tuned, tune_cells
+
+        runs = apply_tuned(runs, tune_cells(spec, profile, storage))
     study = queue.open_study(queue.study_name(spec.name, profile), storage)
     if not study.metric_names:
         with warnings.catch_warnings():

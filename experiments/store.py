@@ -51,7 +51,15 @@ METRIC_COLUMNS = [
     "best_epoch",
     "epochs_run",
 ]
-COST_COLUMNS = ["params", "macs", "train_img_s", "infer_img_s", "peak_mem_mb", "wall_s"]
+COST_COLUMNS = [
+    "params",
+    "macs",
+    "train_img_s",
+    "infer_img_s",
+    "peak_mem_mb",
+    "wall_s",
+    "run_s",
+]
 PROVENANCE_COLUMNS = ["git_sha", "git_dirty", "torch", "timm", "lightning", "device", "date"]
 EPOCH_COLUMNS = [
     "run_id",

@@ -113,8 +113,12 @@ def train_run(
     restart_epoch = 0
     if workdir:
         cbs.append(
-            L.pytorch.callbacks.ModelCheckpoint(
-                dirpath=workdir, filename="last", save_top_k=0, save_last=True, every_n_epochs=1
+            L.pytorch.callbacks.ModelCheckpoint(  # no monitor: keeps the latest epoch as last.ckpt
+                dirpath=workdir,
+                filename="last",
+                save_top_k=1,
+                every_n_epochs=1,
+                enable_version_counter=False,
             )
         )
         if (workdir / CHECKPOINT).exists():

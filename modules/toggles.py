@@ -39,7 +39,9 @@ def check_int(toggle: str, value: Any, *, low: int | None = None, odd: bool = Fa
     if low is not None and value < low:
         raise ToggleError(toggle, value, f"an integer >= {low}")
     if odd and value % 2 == 0:
-        raise ToggleError(toggle, value, "an odd integer" + (f" >= {low}" if low is not None else ""))
+        raise ToggleError(
+            toggle, value, "an odd integer" + (f" >= {low}" if low is not None else "")
+        )
     return value
 
 

@@ -13,7 +13,14 @@ MICRO = {"name": "deit_micro", "embed_dim": 48, "depth": 2, "heads": 2, "patch_s
 
 
 def test_learns_synthetic_task(tmp_path):
-    data = {"name": "synthetic", "synthetic_train": 1200, "val_size": 200, "batch_size": 64}
+    data = {
+        "name": "synthetic",
+        "synthetic_train": 2000,
+        "val_size": 200,
+        "batch_size": 32,
+        "crop_padding": 0,
+        "flip": False,
+    }
     result = train_run(
         MICRO,
         data,

@@ -1,0 +1,250 @@
+"""Sweeps with real training and real storage: budget, pruning, kill -9, Pareto, bad spaces."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import ROOT, cli
+
+from experiments import queue, sweep
+from experiments.__main__ import main
+from experiments.runner import run_grid
+from experiments.spec import SpecError
+
+SWEEP = """
+description: a tiny test sweep
+base:
+  model: {{name: deit_micro, embed_dim: 32, depth: 2, heads: 2}}
+  data: {{name: synthetic, synthetic_size: 16, synthetic_train: {n_train}, synthetic_test: 64,
+          val_size: 64, batch_size: 32, crop_padding: 1}}
+  train: {{epochs: {epochs}, warmup_epochs: 0.0, bench_seconds: 0.02}}
+space:
+  {space}
+objectives: {objectives}
+sampler: {sampler}
+pruner: {pruner}
+budget: {{trials: {trials}}}
+seed: 0
+"""
+LR = "train.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}"
+HOPELESS = "train.lr: {type: categorical, choices: [1.0e-9, 3.0e-3]}"  # 1e-9 stays at chance
+ACCURACY = "[{metric: best_val_top1, direction: maximize}]"
+
+
+def write_sweep(tmp: Path, name: str = "tiny", **kw) -> Path:
+    fields = dict(
+        space=LR,
+        objectives=ACCURACY,
+        sampler="random",
+        pruner="none",
+        trials=3,
+        epochs=1,
+        n_train=128,
+    )
+    path = tmp / "ablations" / "sweeps" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SWEEP.format(**{**fields, **kw}))
+    return path
+
+
+SPECS = sorted((ROOT / "ablations" / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+def test_every_sweep_spec_runs_in_smoke_profile(spec, workspace):
+    assert main(["sweep", str(spec), "--profile", "smoke", "--trials", "2"]) == 0
+    df = pd.read_csv(workspace / "results" / "sweeps" / f"{spec.stem}.smoke.csv")
+    assert len(df) == 2 and df["state"].isin(["COMPLETE", "PRUNED"]).all()
+
+
+def test_sweep_reaches_its_budget_and_exports(workspace):
+    path = write_sweep(workspace)
+    assert main(["sweep", str(path)]) == 0
+    df = pd.read_csv(workspace / "results" / "sweeps" / "tiny.csv")
+    assert len(df) == 3 and (df["state"] == "COMPLETE").all()
+    assert {"value", "params_train.lr", "user_attrs_macs", "user_attrs_epochs_run"} <= set(df)
+    assert (df["user_attrs_directions"] == "maximize").all()
+    figures = workspace / "results" / "figures" / "sweeps"
+    assert (figures / "tiny.png").exists() and (figures / "tiny_params.svg").exists()
+    assert main(["sweep", str(path)]) == 0  # the budget is spent: nothing new runs
+    assert (
+        len(optuna.load_study(study_name="sweep/tiny@quick", storage=queue.open_storage()).trials)
+        == 3
+    )
+
+
+def test_median_pruner_prunes_a_hopeless_trial(workspace):
+    pruner = "{name: median, n_startup_trials: 2, n_warmup_steps: 0}"
+    path = write_sweep(workspace, space=HOPELESS, pruner=pruner, epochs=3, n_train=512)
+    spec = sweep.load_sweep(path)
+    study = sweep.open_study(spec, spec.study_name("quick"))
+    for lr in (3e-3, 3e-3, 1e-9):  # two good trials set the median, then a hopeless one
+        study.enqueue_trial({"train.lr": lr})
+    study = sweep.optimize(spec, "quick")
+    pruned = study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
+    assert [t.params["train.lr"] for t in pruned] == [1e-9]
+    assert pruned[0].user_attrs["epochs_run"] < 3
+    assert "saved by pruning" in sweep.summary(study, spec)
+
+
+def test_kill_9_worker_then_restart_reaches_the_budget(workspace):
+    path = write_sweep(workspace, trials=2, epochs=6, n_train=2000)  # ~0.5 s an epoch
+    env = dict(
+        os.environ,
+        ABLATE_RUNS=str(workspace / "runs"),
+        ABLATE_RESULTS=str(workspace / "results"),
+        PYTHONPATH=str(ROOT),
+        ABLATE_HEARTBEAT="0.5",
+        ABLATE_GRACE="3",
+    )
+    proc = subprocess.Popen(
+        cli("sweep", str(path)),
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    storage = queue.open_storage()
+    deadline, first, curve = time.time() + 240, None, workspace / "runs" / "sweeps" / "tiny"
+    while time.time() < deadline:  # one trial done, the next one two epochs in
+        time.sleep(0.1)
+        try:
+            study = optuna.load_study(study_name="sweep/tiny@quick", storage=storage)
+        except KeyError:
+            continue
+        done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        running = [p for p in curve.rglob("epochs.jsonl") if len(p.read_text().splitlines()) >= 2]
+        if done and any(p.parent.name != str(done[0].number) for p in running):
+            first = done[0]
+            break
+    assert first is not None, "no trial completed with a second one running"
+    checkpointed = bool(list(curve.rglob("last.ckpt")))
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(3.5)  # the killed trial's heartbeat goes stale
+    out = subprocess.run(
+        cli("sweep", str(path)), cwd=workspace, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    study = optuna.load_study(study_name="sweep/tiny@quick", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 2 and states.count("FAIL") == 1, states
+    assert study.trials[first.number].value == first.value  # completed trials are kept
+    (retry,) = [t for t in study.trials if "retry_of" in t.user_attrs]
+    killed = study.trials[retry.user_attrs["retry_of"]]
+    assert killed.state.name == "FAIL" and retry.params == killed.params
+    if checkpointed:  # resumed from the dead trial's checkpoint (train.py writes one an epoch)
+        assert retry.user_attrs["restart_epoch"] > 0
+
+
+def test_multi_objective_sweep_returns_a_pareto_set(workspace):
+    space = (
+        "model.embed_dim: {type: categorical, choices: [16, 32]}\n"
+        "  model.depth: {type: int, low: 1, high: 2}"
+    )
+    objectives = (
+        "[{metric: best_val_top1, direction: maximize}, {metric: params, direction: minimize}]"
+    )
+    path = write_sweep(
+        workspace,
+        space=space,
+        objectives=objectives,
+        sampler="{name: nsga2, population_size: 2}",
+        trials=4,
+    )
+    spec = sweep.load_sweep(path)
+    study = sweep.optimize(spec, "quick")
+    front = study.best_trials
+    assert front
+
+    def dominates(a, b):
+        (acc_a, p_a), (acc_b, p_b) = a.values, b.values
+        return acc_a >= acc_b and p_a <= p_b and (acc_a > acc_b or p_a < p_b)
+
+    assert not any(dominates(a, b) for a in front for b in front)
+    df = sweep.export(study, sweep.result_path(spec.name, "quick"), figures=False)
+    assert {"values_0", "values_1"} <= set(df) and (
+        df["user_attrs_directions"] == "maximize;minimize"
+    ).all()
+    assert "Pareto set" in sweep.summary(study, spec)
+
+
+BAD = {
+    "low > high": (dict(space="train.lr: {type: float, low: 0.1, high: 0.01}"), "space.train.lr"),
+    "log with low 0": (
+        dict(space="train.lr: {type: float, low: 0.0, high: 0.1, log: true}"),
+        "space.train.lr",
+    ),
+    "unknown train key": (
+        dict(space="train.speed: {type: int, low: 1, high: 2}"),
+        "space.train.speed",
+    ),
+    "unknown toggle": (
+        dict(space="model.colour: {type: categorical, choices: [red, blue]}"),
+        "space.model.colour",
+    ),
+    "bad toggle value": (
+        dict(space="model.depth: {type: int, low: 0, high: 2}"),
+        "space.model.depth",
+    ),
+    "unknown sampler": (dict(sampler="annealing"), "sampler"),
+    "pruner with two objectives": (
+        dict(
+            pruner="median",
+            objectives="[{metric: best_val_top1}, {metric: macs}]",
+        ),
+        "pruner",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_space_is_refused_naming_the_key(case, tmp_path, capsys):
+    overrides, key = BAD[case]
+    path = write_sweep(tmp_path, **overrides)
+    with pytest.raises(SpecError) as err:
+        sweep.load_sweep(path)
+    assert err.value.key == key, err.value
+    assert main(["sweep", str(path)]) == 2
+    message = capsys.readouterr().err
+    assert str(path) in message and key in message and "allowed" in message
+
+
+GRID = """
+description: a tiny grid tuned per cell
+base:
+  model: {name: deit_micro, embed_dim: 32, heads: 2}
+  data: {name: synthetic, synthetic_size: 16, synthetic_train: 128, synthetic_test: 64,
+         val_size: 64, batch_size: 32, crop_padding: 1}
+  train: {epochs: 1, warmup_epochs: 0.0, bench_seconds: 0.02}
+axes:
+  model.depth: [1, 2]
+seeds: 1
+sweep: tiny
+"""
+
+
+def test_grid_tunes_each_cell_then_compares(workspace):
+    write_sweep(workspace, trials=2)
+    grid = workspace / "ablations" / "test" / "tuned.yaml"
+    grid.parent.mkdir(parents=True)
+    grid.write_text(GRID)
+    table = pd.read_csv(run_grid(grid, progress=False))
+    assert (
+        len(table) == 2 and (table["status"] == "ok").all() and (table["tuned"] == "train.lr").all()
+    )
+    storage = queue.open_storage()
+    for _, row in table.iterrows():
+        cell = optuna.load_study(
+            study_name=f"sweep/tiny/test/tuned/{row['cell']}@quick", storage=storage
+        )
+        assert len(cell.trials) == 2 and row["train.lr"] == cell.best_params["train.lr"]
+    assert (workspace / "results" / "sweeps" / "tuned" / "test" / "tuned.csv").exists()
