@@ -137,16 +137,27 @@ def _grid_parsers(sub) -> None:
 
 
 def cmd_check(args) -> int:
+    from pathlib import Path
+
     from experiments.spec import find_specs, load_spec
 
     n = 0
     for target in args.paths:
-        for path in find_specs(target):
+        for path in [] if Path(target).parent.name == "sweeps" else find_specs(target):
             spec = load_spec(path)
             runs = spec.expand()
             print(
                 f"ok  {path}  ({len(spec.cells())} cells x {len(spec.seeds)} seeds = {len(runs)} runs)"
             )
+            n += 1
+    from experiments.sweep import load_sweep
+
+    for target in args.paths:
+        root = Path(target)
+        sweeps = [root] if root.parent.name == "sweeps" else sorted(root.glob("**/sweeps/*.yaml"))
+        for path in sweeps:
+            load_sweep(path)
+            print(f"ok  {path}  (sweep)")
             n += 1
     print(f"{n} spec(s) valid")
     return 0

@@ -526,12 +526,28 @@ class Objective:
     def __init__(self, sweep: SweepSpec, base: dict, workdir: Path, progress: bool = False):
         self.sweep, self.base, self.workdir, self.progress = sweep, base, workdir, progress
 
+    @staticmethod
+    def twin(trial: optuna.Trial) -> optuna.trial.FrozenTrial | None:
+        """A COMPLETE trial of the same configuration (samplers such as NSGA-II repeat points)."""
+        key = trial.user_attrs["config_id"]
+        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.params == trial.params and t.user_attrs.get("config_id", key) == key:
+                return t
+        return None
+
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
         from experiments.data import DatasetNotFound
         from experiments.train import train_run
 
         sweep = self.sweep
         config = sweep.sample(trial, self.base)
+        trial.set_user_attr("config_id", specs.run_id(config, sweep.seed))
+        twin = self.twin(trial)
+        if twin is not None:  # same config, same seed: same result, so it is not trained again
+            for key in ("duplicate_of", *TRIAL_ATTRS):
+                value = twin.number if key == "duplicate_of" else twin.user_attrs.get(key)
+                trial.set_user_attr(key, 0 if key == "epochs_run" else value)
+            return twin.values[0] if len(twin.values) == 1 else twin.values
         root = trial.user_attrs.get("retry_of", trial.number)
         workdir = self.workdir / str(root)
         if "retry_of" not in trial.user_attrs:  # a stale checkpoint of another storage's trial
@@ -678,7 +694,8 @@ def start_workers(
 def trials_table(study: optuna.Study) -> pd.DataFrame:
     """Optuna's trials dataframe with user attrs; directions on every row for the notebooks.
 
-    A PRUNED row's value is Optuna's: the last report (``val_top1`` as a fraction, not percent).
+    A PRUNED trial's value in Optuna is its last report (``val_top1`` as a fraction, not the
+    objective's percent), so it moves to ``user_attrs_last_report`` and ``value`` stays empty.
     """
     df = study.trials_dataframe(
         attrs=(
@@ -693,6 +710,10 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
         )
     )
     df = df.drop(columns=[c for c in ("user_attrs_heartbeat",) if c in df])
+    pruned = df["state"] == "PRUNED" if "state" in df else []
+    if "value" in df and any(pruned):
+        df.loc[pruned, "user_attrs_last_report"] = df.loc[pruned, "value"]
+        df.loc[pruned, "value"] = float("nan")
     for key in ("directions", "objectives"):
         df[f"user_attrs_{key}"] = study.user_attrs.get(key)
     return df
@@ -736,11 +757,14 @@ def summary(study: optuna.Study, sweep: SweepSpec) -> str:
         head = "best" if len(sweep.metrics) == 1 else f"Pareto set ({len(best)} trials)"
         lines.append(f"{head} ({', '.join(f'{m} {d}' for m, d in sweep.objectives)}):")
         lines += [show(t) for t in sorted(best, key=lambda t: t.number)]
-    done = [t for t in trials if t.state in queue.FINISHED]
+    done = [t for t in trials if t.state in queue.FINISHED and "duplicate_of" not in t.user_attrs]
     run = sum(t.user_attrs.get("epochs_run", 0) for t in done)
     planned = sum(t.user_attrs.get("epochs_planned", 0) for t in done)
     saved = f", {100 * (1 - run / planned):.0f}% saved by pruning" if planned else ""
     lines.append(f"epochs trained: {run} of {planned} without pruning{saved}")
+    twins = sum("duplicate_of" in t.user_attrs for t in trials)
+    if twins:
+        lines.append(f"{twins} trial(s) repeated an earlier configuration and reused its result")
     return "\n".join(lines)
 
 

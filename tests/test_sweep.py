@@ -91,6 +91,7 @@ def test_median_pruner_prunes_a_hopeless_trial(workspace):
     pruned = study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
     assert [t.params["train.lr"] for t in pruned] == [1e-9]
     assert pruned[0].user_attrs["epochs_run"] < 3
+    assert study.trials[1].user_attrs["duplicate_of"] == 0  # a repeated point is not retrained
     assert "saved by pruning" in sweep.summary(study, spec)
 
 
