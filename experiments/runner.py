@@ -146,17 +146,23 @@ def _grid_line(spec: GridSpec, study: optuna.Study, total: int, started: float, 
     return f"[{spec.name}] runs done {c['done']}/{total}, failed {c['failed']}, running {c['running']}, ETA {eta}"
 
 
-def start_workers(grid: str, profile: str, n: int, storage: str | None) -> list[subprocess.Popen]:
-    """``n`` worker processes; CPU threads split between them, one GPU each if there are GPUs."""
+def worker_env(i: int, n: int) -> dict:
+    """The environment of local worker ``i`` of ``n``: a share of the CPU threads, one GPU."""
     import torch
 
     gpus = torch.cuda.device_count()
     threads = max(1, (os.cpu_count() or 1) // n)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), ABLATE_THREADS=str(threads))
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+    return env
+
+
+def start_workers(grid: str, profile: str, n: int, storage: str | None) -> list[subprocess.Popen]:
+    """``n`` worker processes; CPU threads split between them, one GPU each if there are GPUs."""
     procs = []
     for i in range(n):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), ABLATE_THREADS=str(threads))
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        env = worker_env(i, n)
         cmd = [
             sys.executable,
             "-m",

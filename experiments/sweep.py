@@ -676,15 +676,11 @@ def start_workers(
     sweep: SweepSpec, profile: str, n: int, argv: list[str]
 ) -> list[subprocess.Popen]:
     """``n`` worker processes of this sweep; CPU threads split, one GPU each if there are GPUs."""
-    import torch
+    from experiments.runner import worker_env
 
-    gpus = torch.cuda.device_count()
-    threads = max(1, (os.cpu_count() or 1) // n)
     procs = []
     for i in range(n):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), ABLATE_THREADS=str(threads))
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+        env = worker_env(i, n)
         cmd = [sys.executable, "-m", "experiments", "sweep", *argv, "--worker", str(i)]
         procs.append(subprocess.Popen(cmd, env=env))
     return procs
