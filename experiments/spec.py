@@ -398,23 +398,33 @@ def _check_sections(path, prefix: str, over: dict) -> None:
             raise SpecError(path, f"{prefix}.model", "must be a mapping: name and toggles")
 
 
-def load_spec(
-    path: str | Path, root: str | Path | None = None, build_models: bool = True
-) -> GridSpec:
-    """Load and fully validate one grid spec."""
+def load_mapping(
+    path: str | Path, keys: dict[str, str], required: tuple[str, ...], what: str
+) -> dict:
+    """Read a spec file whose top level is a mapping: known keys only, required keys present.
+
+    Shared by grid specs and sweep specs; ``keys`` maps each allowed key to its description.
+    """
     path = Path(path)
     if not path.is_file():
-        raise SpecError(path, "<file>", "no such spec file")
+        raise SpecError(path, "<file>", f"no such {what}")
     raw = load_yaml(path)
     if not isinstance(raw, dict):
-        raise SpecError(path, "<file>", "a spec is a mapping with keys " + ", ".join(TOP_KEYS))
+        raise SpecError(path, "<file>", f"a {what} is a mapping with keys " + ", ".join(keys))
     for key in raw:
-        if key not in TOP_KEYS:
-            allowed = "; ".join(f"{k} ({v})" for k, v in TOP_KEYS.items())
+        if key not in keys:
+            allowed = "; ".join(f"{k} ({v})" for k, v in keys.items())
             raise SpecError(path, str(key), f"unknown key; allowed: {allowed}")
-    for key in ("base", "axes"):
+    for key in required:
         if key not in raw:
-            raise SpecError(path, key, f"missing; {TOP_KEYS[key]}")
+            raise SpecError(path, key, f"missing; {keys[key]}")
+    return raw
+
+
+def load_spec(path: str | Path, build_models: bool = True) -> GridSpec:
+    """Load and fully validate one grid spec."""
+    path = Path(path)
+    raw = load_mapping(path, TOP_KEYS, ("base", "axes"), "spec file")
     default_name = f"{path.parent.name}/{path.stem}"
     name = raw.get("name", default_name)
     for key in ("name", "description", "claim", "sweep"):

@@ -346,18 +346,7 @@ def _parse_budget(path, raw: Any) -> tuple[int | None, float | None]:
 def load_sweep(path: str | Path, build_models: bool = True) -> SweepSpec:
     """Load and fully validate one sweep spec."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(path, "<file>", "no such sweep spec")
-    raw = specs.load_yaml(path)
-    if not isinstance(raw, dict):
-        raise SpecError(path, "<file>", "a sweep is a mapping with keys " + ", ".join(TOP_KEYS))
-    for key in raw:
-        if key not in TOP_KEYS:
-            allowed = "; ".join(f"{k} ({v})" for k, v in TOP_KEYS.items())
-            raise SpecError(path, str(key), f"unknown key; allowed: {allowed}")
-    for key in ("base", "space", "budget"):
-        if key not in raw:
-            raise SpecError(path, key, f"missing; {TOP_KEYS[key]}")
+    raw = specs.load_mapping(path, TOP_KEYS, ("base", "space", "budget"), "sweep spec")
     for key in ("name", "description"):
         if key in raw and not isinstance(raw[key], str):
             raise SpecError(path, key, f"got {raw[key]!r}; allowed: text")
