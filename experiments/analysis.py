@@ -692,6 +692,17 @@ def sweep_directions(trials: pd.DataFrame, default: str = "maximize") -> list[st
     return [default] * len(objectives)
 
 
+def sweep_labels(trials: pd.DataFrame) -> list[str]:
+    """Metric names for the objectives (``user_attrs_objectives``), else the column names."""
+    objectives = sweep_objectives(trials)
+    column = "user_attrs_objectives"
+    if column in trials and trials[column].notna().any():
+        names = [n.strip() for n in str(trials[column].dropna().iloc[0]).split(";") if n.strip()]
+        if len(names) == len(objectives):
+            return names
+    return objectives
+
+
 def best_trials(trials: pd.DataFrame, k: int = 5, direction: str | None = None) -> pd.DataFrame:
     """The k best complete trials of a single-objective sweep, params included."""
     objectives = sweep_objectives(trials)

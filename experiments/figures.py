@@ -396,6 +396,7 @@ def plot_sweep(trials: pd.DataFrame, name: str, direction: str | None = None) ->
     """Objective per trial and the best so far (single objective) or the front (two)."""
     objectives = an.sweep_objectives(trials)
     directions = an.sweep_directions(trials) if direction is None else [direction] * 2
+    labels = an.sweep_labels(trials)
     done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
     fig, (ax,) = _figure(8, 5)
     if not objectives or done.empty:
@@ -407,7 +408,7 @@ def plot_sweep(trials: pd.DataFrame, name: str, direction: str | None = None) ->
         sns.scatterplot(data=done, x="number", y=col, ax=ax, color="C0", label="trial", s=40)
         ax.plot(done["number"], best, color="C3", drawstyle="steps-post", label="best so far")
         ax.set_xlabel("trial number")
-        ax.set_ylabel(f"objective ({directions[0]})")
+        ax.set_ylabel(f"{labels[0]} ({directions[0]})")
         ax.legend(fontsize="small")
     else:
         x, y = done[objectives[0]].to_numpy(float), done[objectives[1]].to_numpy(float)
@@ -416,8 +417,8 @@ def plot_sweep(trials: pd.DataFrame, name: str, direction: str | None = None) ->
         mask = an.pareto_mask(sx * x, sy * y)
         ax.scatter(x, y, color="C0", s=40, label="trial")
         ax.scatter(x[mask], y[mask], s=140, facecolors="none", edgecolors="C3", label="Pareto")
-        ax.set_xlabel(f"{objectives[0]} ({directions[0]})")
-        ax.set_ylabel(f"{objectives[1]} ({directions[1]})")
+        ax.set_xlabel(f"{labels[0]} ({directions[0]})")
+        ax.set_ylabel(f"{labels[1]} ({directions[1]})")
         ax.legend(fontsize="small")
     states = trials["state"].value_counts().to_dict() if "state" in trials else {}
     counts = ", ".join(f"{v} {k.lower()}" for k, v in states.items())

@@ -57,9 +57,7 @@ def _duplicate(study: optuna.Study, trial_number: int, run_id: str) -> bool:
     return False
 
 
-def execute(
-    study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool, results_dir: Path | None
-) -> str:
+def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool) -> str:
     """Train one run for ``trial`` and record its result on the trial; returns the status."""
     from experiments.train import train_run
 
@@ -131,7 +129,7 @@ def work(
             study.tell(trial, state=TrialState.PRUNED)
             continue
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
-        execute(study, trial, run, progress, results_dir)
+        execute(study, trial, run, progress)
         store.export(study, grid, profile, results_dir)
         done += 1
     return done

@@ -307,6 +307,9 @@ def test_sweeps(tmp_path):
     assert an.load_sweeps(tmp_path / "none") == {}
     multi = pd.DataFrame({"number": [0], "values_1": [2.0], "values_0": [1.0], "state": "COMPLETE"})
     assert an.sweep_objectives(multi) == ["values_0", "values_1"]
+    assert an.sweep_labels(multi) == ["values_0", "values_1"]
+    multi["user_attrs_objectives"] = "best_val_top1;macs"
+    assert an.sweep_labels(multi) == ["best_val_top1", "macs"]
 
 
 # ----------------------------------------------------------------------------- figures, report
