@@ -1,0 +1,157 @@
+"""Official LocalViT blocks vs ours: same weights, same outputs, and training speed vs DeiT.
+
+Why: the re-implementation must compute the same function as the official block and its
+training step should cost less over DeiT than the official one does. The official model class
+(ofsoundof/LocalViT, ``models/localvit.py``) subclasses timm 0.3.2's ``VisionTransformer`` with
+positional arguments that timm 1.x no longer accepts, but its ``Block`` (attention + locality
+FFN) builds as it is. So the "official" network here is our stem and head (patch embedding,
+class token, position embedding, final norm, classifier) around a stack of official
+``Block``\\ s; everything that differs between the two implementations is inside the blocks.
+
+The script
+
+1. copies the official blocks' weights into ``localvit_tiny`` through
+   ``load_official_localvit`` (the checkpoint converter) and prints the largest logit
+   difference in eval mode;
+2. times a training step (forward, cross-entropy, backward, AdamW) of ours, the official
+   stack and ``deit_tiny_ablate`` interleaved over repeats, and prints the ratios
+   ours/DeiT, official/DeiT and ours/official, medians over repeats, and writes the repeats
+   to ``results/bench/official_localvit.csv``.
+
+Usage (keep the checkout in the git-ignored ``.official/``, e.g.
+``git clone https://github.com/ofsoundof/LocalViT .official/LocalViT``)::
+
+    python -m experiments.compare_official_localvit --official-repo .official/LocalViT
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import statistics
+import sys
+from pathlib import Path
+
+import pandas as pd
+import timm
+import torch
+from torch import nn
+
+import modules  # noqa: F401  (registers our models)
+from experiments.bench import step_img_s
+from experiments.store import atomic_write_csv, provenance, results_root
+from modules.localvit_official import load_official_localvit
+
+
+def import_official(repo: Path):
+    """Import ``models/localvit.py`` alone; old timm module paths are aliased if missing."""
+    for old, new in (("timm.models.layers", "timm.layers"), ("timm.models.registry", "timm")):
+        try:
+            importlib.import_module(old)
+        except ModuleNotFoundError:
+            sys.modules[old] = importlib.import_module(new)
+    path = repo / "models" / "localvit.py"
+    spec = importlib.util.spec_from_file_location("official_localvit", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # timm's register_model looks the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+class OfficialBlocks(nn.Module):
+    """Our stem and head around official ``Block``\\ s (the part that differs)."""
+
+    def __init__(self, ours: nn.Module, blocks: list[nn.Module]):
+        super().__init__()
+        self.ours = ours  # stem and head only; its own blocks are not called
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.ours
+        x = m.patch_embed(x)
+        b, h, w, c = x.shape
+        x = torch.cat([m.cls_token.expand(b, -1, -1), x.reshape(b, h * w, c)], dim=1)
+        x = m.pos_drop(x + m.pos_embed)
+        for block in self.blocks:
+            x = block(x)
+        return m.forward_head(m.norm(x))
+
+
+def official_state_dict(stem: nn.Module, blocks: list[nn.Module]) -> dict[str, torch.Tensor]:
+    """A checkpoint in the official layout: our stem/head tensors plus ``blocks.{i}.*``."""
+    state = {k: v for k, v in stem.state_dict().items() if not k.startswith("blocks.")}
+    for i, block in enumerate(blocks):
+        state.update({f"blocks.{i}.{k}": v for k, v in block.state_dict().items()})
+    return state
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--official-repo", type=Path, required=True)
+    parser.add_argument("--img-size", type=int, default=32)
+    parser.add_argument("--patch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    size = {"img_size": args.img_size, "patch_size": args.patch_size, "num_classes": 10}
+    official_module = import_official(args.official_repo)
+
+    ours = timm.create_model("localvit_tiny", **size)
+    dim, heads = ours.embed_dim, ours.blocks[0].attn.num_heads
+    reduction = ours.blocks[0].ffn.cfg.se_reduction
+    blocks = [
+        official_module.Block(
+            dim, heads, mlp_ratio=4.0, qkv_bias=True, act="hs+se", reduction=reduction,
+            norm_layer=lambda d: nn.LayerNorm(d, eps=1e-6),
+        )
+        for _ in ours.blocks
+    ]  # fmt: skip
+    official = OfficialBlocks(timm.create_model("localvit_tiny", **size), blocks)
+    load_official_localvit(ours, official_state_dict(official.ours, blocks))
+    deit = timm.create_model("deit_tiny_ablate", **size)
+    print(f"threads {torch.get_num_threads()}  torch {torch.__version__}  timm {timm.__version__}")
+
+    # 1. same weights -> same logits
+    x = torch.randn(8, 3, args.img_size, args.img_size)
+    official.eval(), ours.eval()
+    with torch.no_grad():
+        diff = (ours(x) - official(x)).abs().max().item()
+    print(f"max |logit diff| after loading the official blocks' weights: {diff:.2e}")
+
+    # 2. interleaved training throughput, after one untimed round
+    x = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
+    y = torch.randint(0, 10, (args.batch_size,))
+    models = {"ours": ours, "official": official, "deit": deit}
+    for m in models.values():
+        m.train()
+        step_img_s(m, x, y, args.steps)
+    speed = {k: [] for k in models}
+    for _ in range(args.repeats):
+        for k, m in models.items():
+            speed[k].append(step_img_s(m, x, y, args.steps))
+    for k, v in speed.items():
+        print(f"train img/s {k:8s}: median {statistics.median(v):7.1f}  runs " + " ".join(
+            f"{s:.1f}" for s in v))  # fmt: skip
+    for a, b in (("ours", "deit"), ("official", "deit"), ("ours", "official")):
+        ratios = [p / q for p, q in zip(speed[a], speed[b], strict=True)]
+        print(f"ratio {a}/{b}: median {statistics.median(ratios):.3f} over {len(ratios)} repeats")
+    table = pd.DataFrame({f"{k}_img_s": v for k, v in speed.items()}).assign(
+        repeat=range(args.repeats),
+        logit_diff=diff,
+        input=f"3x{args.img_size}",
+        batch=args.batch_size,
+        threads=torch.get_num_threads(),
+        **provenance(),
+    )
+    atomic_write_csv(table, results_root() / "bench" / "official_localvit.csv")
+
+
+if __name__ == "__main__":
+    main()
