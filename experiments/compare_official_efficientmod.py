@@ -25,10 +25,7 @@ e.g. ``git clone https://github.com/ma-xu/EfficientMod .official/EfficientMod``)
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -38,6 +35,11 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import modules  # noqa: F401  (registers our models)
+from experiments.official_source import (
+    add_timing_arguments,
+    apply_timing_arguments,
+    import_official_file,
+)
 from modules.efficientmod_official import load_official_efficientmod
 
 OFFICIAL_NAMES = {
@@ -62,25 +64,8 @@ NOT_LAYOUT_PARENTS = {"aten::addmm", "aten::baddbmm", "aten::addmv"}
 
 
 def import_official(repo: Path):
-    """Import the official model file alone (not its package, which star-imports timm).
-
-    It targets timm 0.6 and imports ``timm.models.layers`` / ``timm.models.registry``; timm
-    1.x still ships both as deprecated aliases, so they are stubbed only if missing.
-    """
-    for old, new in (
-        ("timm.models.layers", "timm.layers"),
-        ("timm.models.registry", "timm.models"),
-    ):
-        try:
-            importlib.import_module(old)
-        except ModuleNotFoundError:
-            sys.modules[old] = importlib.import_module(new)
-    path = repo / "models" / "EfficientMod.py"
-    spec = importlib.util.spec_from_file_location("official_efficientmod", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # timm's register_model looks the module up
-    spec.loader.exec_module(module)
-    return module
+    """The official ``models/EfficientMod.py`` of a checkout at ``repo``."""
+    return import_official_file(repo / "models" / "EfficientMod.py", "official_efficientmod")
 
 
 def train_step(model, opt, x, y) -> None:
@@ -129,16 +114,10 @@ def main(argv=None) -> None:
     parser.add_argument("--variant", choices=sorted(OFFICIAL_NAMES), default="xxs")
     parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per repeat")
     parser.add_argument("--broadcast", choices=("reshape", "repeat"), default="reshape")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_timing_arguments(parser, steps=3)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    torch.manual_seed(args.seed)
+    apply_timing_arguments(args)
     official_module = import_official(args.official_repo)
     official = getattr(official_module, OFFICIAL_NAMES[args.variant])()
     ours = timm.create_model(f"efficientmod_{args.variant}", broadcast=args.broadcast)

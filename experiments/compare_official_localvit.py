@@ -27,10 +27,7 @@ Usage (keep the checkout in the git-ignored ``.official/``, e.g.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import statistics
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -40,23 +37,18 @@ from torch import nn
 
 import modules  # noqa: F401  (registers our models)
 from experiments.bench import step_img_s
+from experiments.official_source import (
+    add_timing_arguments,
+    apply_timing_arguments,
+    import_official_file,
+)
 from experiments.store import atomic_write_csv, provenance, results_root
 from modules.localvit_official import load_official_localvit
 
 
 def import_official(repo: Path):
-    """Import ``models/localvit.py`` alone; old timm module paths are aliased if missing."""
-    for old, new in (("timm.models.layers", "timm.layers"), ("timm.models.registry", "timm")):
-        try:
-            importlib.import_module(old)
-        except ModuleNotFoundError:
-            sys.modules[old] = importlib.import_module(new)
-    path = repo / "models" / "localvit.py"
-    spec = importlib.util.spec_from_file_location("official_localvit", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # timm's register_model looks the module up
-    spec.loader.exec_module(module)
-    return module
+    """The official ``models/localvit.py`` of a checkout at ``repo``."""
+    return import_official_file(repo / "models" / "localvit.py", "official_localvit")
 
 
 class OfficialBlocks(nn.Module):
@@ -92,14 +84,9 @@ def main(argv=None) -> None:
     parser.add_argument("--img-size", type=int, default=32)
     parser.add_argument("--patch-size", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_timing_arguments(parser, steps=5)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
+    apply_timing_arguments(args)
     size = {"img_size": args.img_size, "patch_size": args.patch_size, "num_classes": 10}
     official_module = import_official(args.official_repo)
 

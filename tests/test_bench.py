@@ -1,4 +1,4 @@
-"""The model benchmark: interleaved variant/baseline ratios, variant-only toggles recorded."""
+"""The model benchmark and the helpers of the official-code comparisons."""
 
 from experiments.bench import bench_models
 
@@ -17,3 +17,17 @@ def test_bench_models_rows_and_variant_toggles():
     assert (df["ratio"] - df["variant_img_s"] / df["baseline_img_s"]).abs().max() < 1e-9
     assert df["variant_toggles"].tolist() == ["", "", "heads=4", "heads=4"]
     assert set(df["input"]) == {"1x28"}
+
+
+def test_official_file_imports_with_old_timm_paths(tmp_path):
+    from experiments.official_source import import_official_file
+
+    path = tmp_path / "models" / "model.py"
+    path.parent.mkdir()
+    path.write_text(
+        "from timm.models.layers import DropPath\n"
+        "from timm.models.registry import register_model\n"
+        "def build():\n    return DropPath(0.1)\n"
+    )
+    module = import_official_file(path, "official_test_model")
+    assert type(module.build()).__name__ == "DropPath"
