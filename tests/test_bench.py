@@ -1,5 +1,7 @@
 """The model benchmark and the helpers of the official-code comparisons."""
 
+import pytest
+
 from experiments.bench import bench_models
 
 TINY = {"embed_dim": 32, "depth": 2, "heads": 2}
@@ -19,6 +21,7 @@ def test_bench_models_rows_and_variant_toggles():
     assert set(df["input"]) == {"1x28"}
 
 
+@pytest.mark.filterwarnings("ignore:Importing from timm.models:FutureWarning")
 def test_official_file_imports_with_old_timm_paths(tmp_path):
     from experiments.official_source import import_official_file
 
