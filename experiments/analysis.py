@@ -680,27 +680,27 @@ def sweep_objectives(trials: pd.DataFrame) -> list[str]:
     return multi or (["value"] if "value" in trials else [])
 
 
-def sweep_directions(trials: pd.DataFrame, default: str = "maximize") -> list[str]:
-    """Directions from a ``user_attrs_directions`` column ("maximize;minimize") if present."""
-    objectives = sweep_objectives(trials)
-    for column in ["user_attrs_directions", "user_attrs_direction"]:
+def _per_objective(trials: pd.DataFrame, columns: list[str]) -> list[str] | None:
+    """One name per objective from the first of ``columns`` holding a "a;b" (or "a,b") list."""
+    n = len(sweep_objectives(trials))
+    for column in columns:
         if column in trials and trials[column].notna().any():
             found = str(trials[column].dropna().iloc[0]).replace(",", ";").split(";")
             found = [d.strip() for d in found if d.strip()]
-            if len(found) == len(objectives):
+            if len(found) == n:
                 return found
-    return [default] * len(objectives)
+    return None
+
+
+def sweep_directions(trials: pd.DataFrame, default: str = "maximize") -> list[str]:
+    """Directions from a ``user_attrs_directions`` column ("maximize;minimize") if present."""
+    found = _per_objective(trials, ["user_attrs_directions", "user_attrs_direction"])
+    return found or [default] * len(sweep_objectives(trials))
 
 
 def sweep_labels(trials: pd.DataFrame) -> list[str]:
     """Metric names for the objectives (``user_attrs_objectives``), else the column names."""
-    objectives = sweep_objectives(trials)
-    column = "user_attrs_objectives"
-    if column in trials and trials[column].notna().any():
-        names = [n.strip() for n in str(trials[column].dropna().iloc[0]).split(";") if n.strip()]
-        if len(names) == len(objectives):
-            return names
-    return objectives
+    return _per_objective(trials, ["user_attrs_objectives"]) or sweep_objectives(trials)
 
 
 def best_trials(trials: pd.DataFrame, k: int = 5, direction: str | None = None) -> pd.DataFrame:

@@ -60,14 +60,10 @@ class OfficialBlocks(nn.Module):
         self.blocks = nn.ModuleList(blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self.ours
-        x = m.patch_embed(x)
-        b, h, w, c = x.shape
-        x = torch.cat([m.cls_token.expand(b, -1, -1), x.reshape(b, h * w, c)], dim=1)
-        x = m.pos_drop(x + m.pos_embed)
+        x, _ = self.ours.embed(x)  # the official block infers the square map itself
         for block in self.blocks:
             x = block(x)
-        return m.forward_head(m.norm(x))
+        return self.ours.forward_head(self.ours.norm(x))
 
 
 def official_state_dict(stem: nn.Module, blocks: list[nn.Module]) -> dict[str, torch.Tensor]:

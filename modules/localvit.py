@@ -438,13 +438,17 @@ class LocalViT(nn.Module):
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Image -> (B, 1 + H*W, C) tokens with the class token and positions, and (H, W)."""
         x = self.patch_embed(x)  # (B, H, W, C)
         b, h, w, c = x.shape
         x = torch.cat([self.cls_token.expand(b, -1, -1), x.reshape(b, h * w, c)], dim=1)
-        x = self.pos_drop(x + self.pos_embed)
+        return self.pos_drop(x + self.pos_embed), (h, w)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x, hw = self.embed(x)
         for block in self.blocks:
-            x = block(x, (h, w))
+            x = block(x, hw)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:

@@ -12,6 +12,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The ``base:`` of the tiny grid and sweep specs the tests write (a str.format template).
+TINY_BASE = """base:
+  model: {{name: deit_micro, embed_dim: 32, depth: 2, heads: 2}}
+  data: {{name: synthetic, synthetic_size: 16, synthetic_train: {n_train}, synthetic_test: 64,
+          val_size: 64, batch_size: 32, crop_padding: 1}}
+  train: {{epochs: {epochs}, warmup_epochs: 0.0, bench_seconds: 0.02}}
+"""
+
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write ``array`` (uint8) in the IDX format of (Fashion-)MNIST, gzipped."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import ROOT, cli
+from conftest import ROOT, TINY_BASE, cli
 
 from experiments import queue
 from experiments.runner import run_grid
@@ -20,17 +20,16 @@ from experiments.spec import find_specs
 
 SPECS = find_specs(ROOT / "ablations")
 
-TINY = """
+TINY = (
+    """
 description: a tiny test grid
-base:
-  model: {{name: deit_micro, embed_dim: 32, depth: 2, heads: 2}}
-  data: {{name: synthetic, synthetic_size: 16, synthetic_train: {n_train}, synthetic_test: 64,
-          val_size: 64, batch_size: 32, crop_padding: 1}}
-  train: {{epochs: {epochs}, warmup_epochs: 0.0, bench_seconds: 0.02}}
-axes:
+"""
+    + TINY_BASE
+    + """axes:
   {axis}
 seeds: {seeds}
 """
+)
 
 
 def write_grid(

@@ -11,21 +11,19 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import ROOT, cli
+from conftest import ROOT, TINY_BASE, cli
 
 from experiments import queue, sweep
 from experiments.__main__ import main
 from experiments.runner import run_grid
 from experiments.spec import SpecError
 
-SWEEP = """
+SWEEP = (
+    """
 description: a tiny test sweep
-base:
-  model: {{name: deit_micro, embed_dim: 32, depth: 2, heads: 2}}
-  data: {{name: synthetic, synthetic_size: 16, synthetic_train: {n_train}, synthetic_test: 64,
-          val_size: 64, batch_size: 32, crop_padding: 1}}
-  train: {{epochs: {epochs}, warmup_epochs: 0.0, bench_seconds: 0.02}}
-space:
+"""
+    + TINY_BASE
+    + """space:
   {space}
 objectives: {objectives}
 sampler: {sampler}
@@ -33,6 +31,7 @@ pruner: {pruner}
 budget: {{trials: {trials}}}
 seed: 0
 """
+)
 LR = "train.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}"
 HOPELESS = "train.lr: {type: categorical, choices: [1.0e-9, 3.0e-3]}"  # 1e-9 stays at chance
 ACCURACY = "[{metric: best_val_top1, direction: maximize}]"
