@@ -128,6 +128,8 @@ def _grid_parsers(sub) -> None:
             "speed figures (Lightning vs bare loop, variant vs baseline) under results/bench/",
         ),
         ("sweep", "run an Optuna sweep spec (ablations/sweeps/<name>.yaml)"),
+        ("reproduce", "retrain K committed runs of a grid and compare with the committed values"),
+        ("reindex", "give committed rows the ids of their resolved configs; share twin runs"),
     ):
         p = sub.add_parser(name, help=helptext, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -207,7 +209,7 @@ def cmd_list(args) -> int:
     return 0
 
 
-FORWARDED = ("report", "bench", "sweep")
+FORWARDED = ("report", "bench", "sweep", "reproduce", "reindex")
 
 
 def _forward(module: str):
@@ -223,6 +225,8 @@ COMMANDS = {
     "report": _forward("experiments.report"),
     "bench": _forward("experiments.bench"),
     "sweep": _forward("experiments.sweep"),
+    "reproduce": _forward("experiments.reproduce"),
+    "reindex": _forward("experiments.reindex"),
     "train": cmd_train,
     "check": cmd_check,
     "run": cmd_run,
@@ -241,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         args = argparse.Namespace(command=argv[0], rest=argv[1:])
     else:
         args = parser.parse_args(argv)
-    from experiments.data import DatasetNotFound
+    from experiments.data import DatasetNotFound, DataSplitError
     from experiments.spec import SpecError
     from modules.toggles import ToggleError
 
@@ -253,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     except ToggleError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except DatasetNotFound as err:
+    except (DatasetNotFound, DataSplitError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -28,7 +28,7 @@ GROUP = ["paper", "grid", "profile", "cell"]
 
 COST = ["params", "macs", "train_img_s", "infer_img_s", "peak_mem_mb", "wall_s"]
 STATUSES = ["ok", "diverged", "failed"]
-SKIP_DIRS = {"reference", "sweeps", "figures", "html"}
+SKIP_DIRS = {"reference", "sweeps", "figures", "html", "bench", "reproduce"}
 TEXT_COLUMNS = {
     c: str
     for c in [
@@ -136,10 +136,40 @@ def reference_dir(results_dir: str | Path | None = None) -> Path:
     return REFERENCE_DIR
 
 
-def load_claims(path: str | Path | None = None) -> pd.DataFrame:
-    """The papers' qualitative claims as data (one row: cell beats versus_cell, or loses)."""
+def load_claims(path: str | Path | None = None, ablations_dir: str | Path | None = None):
+    """The papers' qualitative claims as data (one row: cell beats versus_cell, or loses).
+
+    From ``claims.csv`` and from the ``claims:`` of every grid spec (the grids of ScalableViT
+    and CAS-ViT carry theirs); ``expected_sign`` 0 is a claim of no difference.
+    """
     path = Path(path) if path is not None else REFERENCE_DIR / "claims.csv"
     claims = pd.read_csv(path, dtype=str, keep_default_na=False)
+    rows = []
+    root = (
+        Path(ablations_dir) if ablations_dir else Path(__file__).resolve().parents[1] / "ablations"
+    )
+    if path == REFERENCE_DIR / "claims.csv" and root.is_dir():
+        from experiments.spec import EXPECTS, find_specs, load_spec
+
+        for spec_path in find_specs(root):
+            spec = load_spec(spec_path, build_models=False)
+            for c in spec.claims:
+                if ((claims["grid"] == spec.name) & (claims["claim"] == c["text"])).any():
+                    continue
+                rows.append(
+                    {
+                        "paper": spec.paper,
+                        "grid": spec.name,
+                        "claim": c["text"],
+                        "cell": c["cell"],
+                        "versus_cell": c["versus"],
+                        "expected_sign": str(EXPECTS[c["expect"]]),
+                        "source": c.get("source", ""),
+                        "note": c.get("note", ""),
+                    }
+                )
+    if rows:
+        claims = pd.concat([claims, pd.DataFrame(rows)], ignore_index=True).fillna("")
     claims["expected_sign"] = claims["expected_sign"].astype(int)
     return claims
 

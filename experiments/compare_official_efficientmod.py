@@ -40,7 +40,7 @@ from experiments.official_source import (
     apply_timing_arguments,
     import_official_file,
 )
-from modules.efficientmod_official import load_official_efficientmod
+from modules.efficientmod import load_official_efficientmod
 
 OFFICIAL_NAMES = {
     "xxs": "efficientMod_xxs",

@@ -43,7 +43,7 @@ from experiments.official_source import (
     import_official_file,
 )
 from experiments.store import atomic_write_csv, provenance, results_root
-from modules.localvit_official import load_official_localvit
+from modules.localvit import load_official_localvit
 
 
 def import_official(repo: Path):

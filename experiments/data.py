@@ -41,6 +41,94 @@ class DatasetNotFound(FileNotFoundError):
     """Raised with one message: where we looked and how to get the data."""
 
 
+class DataSplitError(ValueError):
+    """The splits a config asks for do not fit the dataset (e.g. an empty training split)."""
+
+    def __init__(self, key: str, problem: str):
+        self.key, self.problem = key, problem
+        super().__init__(f"data.{key}: {problem}")
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """What a model and a split check need to know about a dataset, without loading it.
+
+    ``train_size`` is the size of the official training split (None when only loading tells,
+    as for an ImageFolder tree that is not there). ``num_classes`` is None when unknown.
+    """
+
+    channels: int
+    size: int
+    num_classes: int | None
+    train_size: int | None
+
+
+# name -> (channels, size, classes, training images) of the native data
+NATIVE = {
+    "fashion_mnist": (1, 28, 10, 60000),
+    "cifar10": (3, 32, 10, 50000),
+    "cifar100": (3, 32, 100, 50000),
+}
+
+
+def data_info(cfg: DataConfig) -> DataInfo:
+    """The input shape (after ``img_size``/``channels``), classes and training-split size."""
+    if cfg.name == "synthetic":
+        ch, size, classes, n = (
+            cfg.channels or 1,
+            cfg.synthetic_size,
+            cfg.num_classes,
+            cfg.synthetic_train,
+        )
+    elif cfg.name == "imagefolder":
+        train = Path(cfg.root) / "train" if cfg.root else None
+        if train is not None and train.is_dir():
+            folders = [d for d in train.iterdir() if d.is_dir()]
+            classes = len(folders)
+            n = sum(1 for d in folders for f in d.iterdir() if f.is_file())
+        else:
+            classes = n = None
+        ch, size = 3, 64
+    else:
+        ch, size, classes, n = NATIVE[cfg.name]
+    return DataInfo(cfg.channels or ch, cfg.img_size or size, classes, n)
+
+
+def resolve_val_size(cfg: DataConfig, train_size: int | None) -> int:
+    """``val_size`` as given, or the automatic one (5000, at most a tenth of the training split)."""
+    if cfg.val_size is not None:
+        return cfg.val_size
+    return 5000 if train_size is None else min(5000, train_size // 10)
+
+
+def check_splits(cfg: DataConfig, train_size: int | None) -> None:
+    """Refuse splits that cannot train: validation or subset larger than the data, or fewer
+    training images than one batch. Raises :class:`DataSplitError` naming the key."""
+    if train_size is None:
+        return
+    val = resolve_val_size(cfg, train_size)
+    if val < 0 or val >= train_size:
+        raise DataSplitError(
+            "val_size",
+            f"got {val}; allowed: an integer in [0, {train_size}) "
+            f"({cfg.name} has {train_size} training images)",
+        )
+    left = train_size - val
+    if cfg.subset is not None and cfg.subset > left:
+        raise DataSplitError(
+            "subset",
+            f"got {cfg.subset}; allowed: at most {left} "
+            f"({train_size} training images less val_size {val})",
+        )
+    n = left if cfg.subset is None else cfg.subset
+    if n < cfg.batch_size:
+        raise DataSplitError(
+            "batch_size" if cfg.subset is None else "subset",
+            f"the training split has {n} images, fewer than one batch of {cfg.batch_size}; "
+            "lower val_size or batch_size, or raise subset",
+        )
+
+
 @dataclass
 class DataConfig:
     """What data a run trains on; every field is a key under ``data:`` in a grid spec."""
@@ -49,7 +137,8 @@ class DataConfig:
     root: str | None = None  # where the files are (else: DATA_DIR, system copy, cache)
     download: bool = False  # allow torchvision to download (never in tests or defaults)
     subset: int | None = None  # training images, balanced over classes (None = all)
-    val_size: int = 5000  # validation images carved from the training split
+    val_size: int | None = None  # validation images carved from the training split
+    # (None = auto: 5000, or a tenth of the training split when that is smaller)
     split_seed: int = 0  # seed of the train/val carve and of the subset
     img_size: int | None = None  # resize to this (None = native)
     channels: int | None = None  # 1 or 3 (None = native)
@@ -260,12 +349,14 @@ class TensorLoader:
     """Iterates over (images, labels) batches sliced from in-memory tensors.
 
     Shuffling uses its own generator seeded with ``seed + epoch``, so the same seed gives the
-    same order in every run, independently of the global RNG.
+    same order in every run, independently of the global RNG. ``epoch`` is read from the
+    trainer when one is given (``epoch_fn``), so a run resumed in a new process shuffles its
+    remaining epochs exactly as the uninterrupted run did; without it the loader counts.
     """
 
-    def __init__(self, split: Split, batch_size: int, shuffle: bool, seed: int = 0):
+    def __init__(self, split: Split, batch_size: int, shuffle: bool, seed: int = 0, epoch_fn=None):
         self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
-        self.epoch = 0
+        self.epoch, self.epoch_fn = 0, epoch_fn
 
     def __len__(self) -> int:
         return -(-len(self.split) // self.batch_size)
@@ -273,9 +364,10 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.split)
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
+            g = torch.Generator().manual_seed(self.seed + epoch)
             order = torch.randperm(n, generator=g)
-            self.epoch += 1
+            self.epoch = epoch + 1
             for i in range(0, n, self.batch_size):
                 idx = order[i : i + self.batch_size]
                 yield self.split.x[idx], self.split.y[idx]
@@ -322,11 +414,18 @@ class ImageDataModule(L.LightningDataModule):
             return
         cfg = self.cfg
         train, test, self.num_classes = LOADERS[cfg.name](cfg)
+        check_splits(cfg, len(train))
         train.x = adapt(train.x, cfg.img_size, cfg.channels)
         test.x = adapt(test.x, cfg.img_size, cfg.channels)
         self.train, self.val = carve(
-            train, cfg.val_size, cfg.subset, cfg.split_seed, self.num_classes
+            train, resolve_val_size(cfg, len(train)), cfg.subset, cfg.split_seed, self.num_classes
         )
+        if len(self.train) < cfg.batch_size:  # a per-class carve can leave fewer than asked
+            raise DataSplitError(
+                "subset",
+                f"the training split has {len(self.train)} images, fewer than one batch of "
+                f"{cfg.batch_size}",
+            )
         self.test = test
         mean, std = STATS[cfg.name]
         ch = self.train.x.shape[1]
@@ -339,8 +438,14 @@ class ImageDataModule(L.LightningDataModule):
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train.x.shape[1:])
 
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
     def train_dataloader(self) -> TensorLoader:
-        return TensorLoader(self.train, self.cfg.batch_size, shuffle=True, seed=self.seed)
+        epoch_fn = self._epoch if self.trainer is not None else None
+        return TensorLoader(
+            self.train, self.cfg.batch_size, shuffle=True, seed=self.seed, epoch_fn=epoch_fn
+        )
 
     def val_dataloader(self) -> TensorLoader:
         return TensorLoader(self.val, self.cfg.eval_batch_size, shuffle=False)
@@ -355,5 +460,6 @@ class ImageDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch
         if self.trainer is not None and self.trainer.training:
+            # the global RNG: its state is part of the checkpoint (see lit.py)
             x = random_crop_flip(x, self.cfg.crop_padding, self.cfg.flip)
         return self.normalize(x), y

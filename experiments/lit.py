@@ -8,9 +8,11 @@ a keyword argument and nothing here knows about a particular paper.
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 
 import lightning as L
+import numpy as np
 import timm
 import timm.data
 import timm.loss
@@ -56,20 +58,24 @@ class DivergedError(RuntimeError):
         super().__init__(f"loss is not finite at epoch {epoch}, step {step}")
 
 
-def create_model(name: str, num_classes: int, in_chans: int, input_size: int, **toggles):
-    """``timm.create_model`` with the data's geometry.
+def takes_img_size(name: str) -> bool:
+    """Whether a model is built for one input size (position embeddings): timm's
+    ``fixed_input_size`` in its pretrained config. Only those are given ``img_size``."""
+    cfg = timm.models.get_pretrained_cfg(name)
+    return bool(cfg is not None and getattr(cfg, "fixed_input_size", False))
 
-    Isotropic models need the input size (position embeddings); hierarchical ones refuse it.
-    The size is offered first and dropped if the model says it does not know ``img_size``.
-    """
+
+def create_model(name: str, num_classes: int, in_chans: int, input_size: int, **toggles):
+    """``timm.create_model`` with the data's geometry; the model's own errors propagate."""
     kwargs = dict(num_classes=num_classes, in_chans=in_chans, **toggles)
-    if "img_size" not in toggles:
-        try:
-            return timm.create_model(name, img_size=input_size, **kwargs)
-        except (TypeError, ValueError) as err:
-            if "img_size" not in str(err):
-                raise
+    if "img_size" not in toggles and takes_img_size(name):
+        kwargs["img_size"] = input_size
     return timm.create_model(name, **kwargs)
+
+
+def _numpy_state_to_plain(state: tuple) -> tuple:
+    name, keys, pos, has_gauss, gauss = state
+    return (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss))
 
 
 def cosine_with_warmup(total_steps: int, warmup_steps: int, min_ratio: float):
@@ -152,6 +158,29 @@ class ClassificationModule(L.LightningModule):
             opt, cosine_with_warmup(total, warmup, self.cfg.min_lr_ratio)
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ------------------------------------------------------------------ resume
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep every RNG a training step draws from (dropout, drop-path, augmentation:
+        torch; mixup: numpy and random), so a resumed run continues bit-identically."""
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            # plain types and tensors only: checkpoints are loaded with weights_only=True
+            "numpy": _numpy_state_to_plain(np.random.get_state()),  # noqa: NPY002 (timm Mixup draws from it)
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        name, keys, pos, has_gauss, gauss = states["numpy"]
+        np.random.set_state((name, keys.numpy(), pos, has_gauss, gauss))  # noqa: NPY002
+        random.setstate(states["python"])
 
     # ------------------------------------------------------------------ steps
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,21 @@ Liveness is ours: Optuna's heartbeat exists only for RDB storages, so a worker w
 ``heartbeat`` timestamp on its trial every few seconds, and a trial that is RUNNING with a
 heartbeat older than the grace period is failed and re-enqueued (its checkpoint, keyed by run
 id, lets the retry resume).
+
+Trial states mean one thing each:
+
+=========  ====================================================  ========================
+state      meaning                                               the run is
+=========  ====================================================  ========================
+COMPLETE   trained (or reused from a results table), ``ok``      done
+PRUNED     the loss became NaN/inf; the row says ``diverged``    done (diverged)
+FAIL       with a ``result``: the run raised; the row says       failed (retried once)
+           ``failed`` and the error
+FAIL       without a result: the worker died or was stopped      waiting again (resumes)
+=========  ====================================================  ========================
+
+Trials that carry no run (an ``ask`` that found the queue empty) or that a worker dropped as
+a ``duplicate`` of a run already taken are FAIL too, and are ignored by everything here.
 """
 
 from __future__ import annotations
@@ -29,6 +44,7 @@ DEFAULT_JOURNAL = "optuna.journal"
 HEARTBEAT_S = float(os.environ.get("ABLATE_HEARTBEAT", 10))
 GRACE_S = float(os.environ.get("ABLATE_GRACE", 60))
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+IGNORED_ATTRS = ("duplicate", "queue_empty")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -80,12 +96,34 @@ def enqueue_lock(storage: str | None):
 
 
 def trials_by_run(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
+    """The trials of each run id, without the ignored ones (duplicates, empty asks)."""
     out: dict[str, list] = {}
     for t in study.get_trials(deepcopy=False):
         rid = t.user_attrs.get("run_id")
-        if rid:
+        if rid and not any(t.user_attrs.get(a) for a in IGNORED_ATTRS):
             out.setdefault(rid, []).append(t)
     return out
+
+
+def failed_attempts(trials: list[optuna.trial.FrozenTrial]) -> int:
+    """Attempts of a run that raised (FAIL with a stored result)."""
+    return sum(1 for t in trials if t.state == TrialState.FAIL and "result" in t.user_attrs)
+
+
+def run_state(trials: list[optuna.trial.FrozenTrial], grace: float = GRACE_S) -> str:
+    """done, diverged, running, waiting, failed, or pending (nothing live: enqueue it)."""
+    states = {t.state for t in trials}
+    if TrialState.COMPLETE in states:
+        return "done"
+    if TrialState.PRUNED in states:
+        return "diverged"
+    if any(t.state == TrialState.RUNNING and is_alive(t, grace) for t in trials):
+        return "running"
+    if TrialState.WAITING in states:
+        return "waiting"
+    if failed_attempts(trials):
+        return "failed"
+    return "pending"
 
 
 def is_alive(trial: optuna.trial.FrozenTrial, grace: float = GRACE_S) -> bool:
@@ -114,19 +152,52 @@ def fail_stale(study: optuna.Study, grace: float = GRACE_S) -> list[str]:
     return retried
 
 
-def enqueue_runs(study: optuna.Study, runs: list[dict], storage: str | None = None) -> int:
-    """Enqueue each run once: skip runs finished, waiting or running; retry failed ones."""
+def add_waiting(study: optuna.Study, run: dict, **extra) -> None:
+    study.add_trial(optuna.create_trial(state=TrialState.WAITING, user_attrs={**run, **extra}))
+
+
+def add_finished(study: optuna.Study, run: dict, row: dict, epochs: list[dict]) -> None:
+    """Record a run whose row already exists (a results table): done without training."""
+    attrs = {**run, "result": row, "epochs": epochs, "reused": True}
+    if row.get("status") == "ok":
+        trial = optuna.create_trial(
+            state=TrialState.COMPLETE, value=float(row["test_top1"]), user_attrs=attrs
+        )
+    else:
+        trial = optuna.create_trial(state=TrialState.PRUNED, user_attrs=attrs)
+    study.add_trial(trial)
+
+
+def enqueue_runs(
+    study: optuna.Study,
+    runs: list[dict],
+    storage: str | None = None,
+    finished: dict[str, tuple[dict, list[dict]]] | None = None,
+) -> tuple[int, int]:
+    """Enqueue each run once; returns (enqueued, reused).
+
+    A run done, diverged, waiting or running is skipped. A run present in ``finished`` (run
+    id -> its row and curves, from the committed results tables, relabelled for this grid) is
+    recorded as done without training. A failed run is enqueued again: a new command is a new
+    attempt.
+    """
+    finished = finished or {}
     with enqueue_lock(storage):
         fail_stale(study)
         existing = trials_by_run(study)
-        added = 0
+        added = reused = 0
         for run in runs:
-            states = {t.state for t in existing.get(run["run_id"], [])}
-            if states & {*FINISHED, TrialState.WAITING, TrialState.RUNNING}:
+            state = run_state(existing.get(run["run_id"], []))
+            if state in ("done", "diverged", "waiting", "running"):
                 continue
-            study.add_trial(optuna.create_trial(state=TrialState.WAITING, user_attrs=run))
+            if run["run_id"] in finished:
+                row, epochs = finished[run["run_id"]]
+                add_finished(study, run, row, epochs)
+                reused += 1
+                continue
+            add_waiting(study, run)
             added += 1
-    return added
+    return added, reused
 
 
 class Heartbeat:
@@ -154,16 +225,11 @@ class Heartbeat:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    """Runs of a grid by state: done, failed, running, waiting (latest trial per run id)."""
-    out = {"done": 0, "failed": 0, "running": 0, "waiting": 0}
+    """Runs of a grid by state (see :func:`run_state`); ``done`` includes diverged runs."""
+    out = {"done": 0, "diverged": 0, "failed": 0, "running": 0, "waiting": 0, "pending": 0}
     for trials in trials_by_run(study).values():
-        states = {t.state for t in trials}
-        if states & set(FINISHED):
+        state = run_state(trials)
+        out[state] += 1
+        if state == "diverged":
             out["done"] += 1
-        elif TrialState.RUNNING in states:
-            out["running"] += 1
-        elif TrialState.WAITING in states:
-            out["waiting"] += 1
-        else:
-            out["failed"] += 1
     return out

@@ -49,12 +49,8 @@ def run_records(spec: GridSpec, profile: str, seeds: list[int] | None = None) ->
 
 def _duplicate(study: optuna.Study, trial_number: int, run_id: str) -> bool:
     """Another trial already finished this run, or is running it right now."""
-    for t in queue.trials_by_run(study).get(run_id, []):
-        if t.number == trial_number:
-            continue
-        if t.state in queue.FINISHED or (t.state == TrialState.RUNNING and queue.is_alive(t)):
-            return True
-    return False
+    others = [t for t in queue.trials_by_run(study).get(run_id, []) if t.number != trial_number]
+    return queue.run_state(others) in ("done", "diverged", "running")
 
 
 def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool) -> str:
@@ -74,20 +70,26 @@ def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool)
                 seed=run["seed"],
                 workdir=workdir,
                 progress=progress,
+                label=f"[{run['grid']} {run['cell']} seed {run['seed']}] ",
             )
     except (KeyboardInterrupt, SystemExit):  # Lightning turns Ctrl-C into SystemExit
         trial.set_user_attr("interrupted", True)
         study.tell(trial, state=TrialState.FAIL)
         raise
-    except Exception as err:  # stored as failed; the grid goes on
+    except Exception as err:  # stored as failed, retried once; the grid goes on
         error = f"{type(err).__name__}: {err}"
         trial.set_user_attr(
             "result", store.make_row(run, {"status": "failed", "error": error, **tuned})
         )
         trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
         study.tell(trial, state=TrialState.FAIL)
+        trials = queue.trials_by_run(study).get(run["run_id"], [])
+        retry = queue.failed_attempts(trials) < 2
+        if retry:
+            queue.add_waiting(study, run, retry_of=trial.number)
         print(
-            f"run {run['run_id']} ({run['cell']}, seed {run['seed']}) failed: {error}",
+            f"run {run['run_id']} ({run['cell']}, seed {run['seed']}) failed: {error}"
+            + ("; retrying once" if retry else ""),
             file=sys.stderr,
         )
         return "failed"
@@ -118,15 +120,19 @@ def work(
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             break
         trial = study.ask()
-        run = {k: v for k, v in trial.user_attrs.items() if k not in ("heartbeat", "retry_of")}
+        run = {
+            k: v
+            for k, v in trial.user_attrs.items()
+            if k not in ("heartbeat", "retry_of", "result", "traceback")
+        }
         run.setdefault("run_id", None)
         if not run["run_id"]:  # another worker took the last waiting run between our look and ask
             trial.set_user_attr("queue_empty", True)
-            study.tell(trial, state=TrialState.PRUNED)
+            study.tell(trial, state=TrialState.FAIL)
             break
         if _duplicate(study, trial.number, run["run_id"]):
             trial.set_user_attr("duplicate", True)
-            study.tell(trial, state=TrialState.PRUNED)
+            study.tell(trial, state=TrialState.FAIL)
             continue
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
         execute(study, trial, run, progress)
@@ -141,7 +147,11 @@ def _grid_line(spec: GridSpec, study: optuna.Study, total: int, started: float, 
     rate = (finished - done0) / max(1e-9, time.time() - started)
     left = total - finished
     eta = f"{left / rate / 60:.1f} min" if rate > 0 and left else "-"
-    return f"[{spec.name}] runs done {c['done']}/{total}, failed {c['failed']}, running {c['running']}, ETA {eta}"
+    diverged = f" ({c['diverged']} diverged)" if c["diverged"] else ""
+    return (
+        f"[{spec.name}] runs done {c['done']}/{total}{diverged}, failed {c['failed']}, "
+        f"running {c['running']}, ETA {eta}"
+    )
 
 
 def worker_env(i: int, n: int) -> dict:
@@ -198,10 +208,20 @@ def run_grid(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["test_top1"])
-    added = queue.enqueue_runs(study, runs, storage)
+    index = store.committed_index(results_dir)
+    finished = {
+        r["run_id"]: (store.relabel(index[r["run_id"]][0], r), index[r["run_id"]][1])
+        for r in runs
+        if r["run_id"] in index
+    }
+    added, reused = queue.enqueue_runs(study, runs, storage, finished)
     total = len({r["run_id"] for r in runs})
+    shared = len(runs) - total
     print(
-        f"[{spec.name}] profile {profile}: {total} runs ({len(spec.cells())} cells x {len(seed_list or spec.seeds)} seeds), {added} enqueued, {total - added} already done or queued",
+        f"[{spec.name}] profile {profile}: {total} runs ({len(spec.cells())} cells x "
+        f"{len(seed_list or spec.seeds)} seeds{f', {shared} shared between cells' if shared else ''}), "
+        f"{added} enqueued, {reused} taken from the results tables, "
+        f"{total - added - reused} already done or queued",
         flush=True,
     )
     started, done0 = time.time(), queue.counts(study)["done"]
@@ -213,9 +233,13 @@ def run_grid(
                 print(_grid_line(spec, study, total, started, done0), flush=True)
         else:
             procs = start_workers(spec.name, profile, workers, storage)
+            last = None
             while any(p.poll() is None for p in procs):
                 time.sleep(5)
-                print(_grid_line(spec, study, total, started, done0), flush=True)
+                line = _grid_line(spec, study, total, started, done0)
+                if line.split(", ETA")[0] != last:  # a line when a run finishes, not every tick
+                    print(line, flush=True)
+                    last = line.split(", ETA")[0]
     except KeyboardInterrupt:
         print(f"\n[{spec.name}] interrupted; rerun the same command to continue.", file=sys.stderr)
         raise

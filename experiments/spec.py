@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,7 +23,8 @@ from typing import Any
 
 import yaml
 
-from experiments.data import DATASETS, DataConfig
+from experiments.data import DATASETS, DataConfig, DataSplitError, check_splits, data_info
+from experiments.identity import run_id
 from experiments.lit import TrainConfig
 
 SECTIONS = ("model", "data", "train")
@@ -43,15 +42,58 @@ TOP_KEYS = {
     "baseline": "mapping of axis name to value: the cell deltas are measured against",
     "profiles": "mapping of smoke/quick/paper to overrides of base",
     "sweep": "name of a sweep in ablations/sweeps/ that tunes each cell first",
+    "claims": "a list of the paper's claims this grid tests, each a mapping with "
+    "text, cell, versus, expect (better/worse/equivalent) and optionally margin, source, note",
 }
+CLAIM_KEYS = {
+    "text": "the claim in words",
+    "cell": "the cell the claim is about, a cell label of this grid ('axis=value, ...')",
+    "versus": "the cell it is compared with",
+    "expect": "better, worse or equivalent",
+    "margin": "equivalence margin in percentage points (default 0.5)",
+    "source": "where the paper makes the claim",
+    "note": "anything a reader of the verdict should know",
+}
+EXPECTS = {"better": 1, "worse": -1, "equivalent": 0}
 
 
 class SpecError(ValueError):
-    """A spec file is invalid; the message names the file, the key and what is allowed."""
+    """A spec file is invalid; the message names the file, the line, the key and what is allowed."""
 
     def __init__(self, path: str | Path, key: str, problem: str):
         self.path, self.key, self.problem = str(path), key, problem
-        super().__init__(f"{path}: key '{key}': {problem}")
+        line = key_line(path, key)
+        where = f"{path}:{line}" if line else f"{path}"
+        super().__init__(f"{where}: key '{key}': {problem}")
+
+
+def _node_lines(node, prefix: str, out: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value in node.value:
+            key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            out.setdefault(key, key_node.start_mark.line + 1)
+            _node_lines(value, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            key = f"{prefix}[{i}]"
+            out.setdefault(key, item.start_mark.line + 1)
+            _node_lines(item, key, out)
+
+
+def key_line(path: str | Path, key: str) -> int | None:
+    """The line of ``key`` (dotted, as errors name it) in a YAML file, or of its nearest
+    parent that is written there (a missing key is reported where it belongs)."""
+    try:
+        node = yaml.compose(Path(path).read_text(), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return None
+    lines: dict[str, int] = {}
+    _node_lines(node, "", lines)
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key.rpartition(".")[0]
+    return None
 
 
 # ----------------------------------------------------------------------------- yaml
@@ -84,13 +126,23 @@ def load_yaml(path: Path) -> Any:
     try:
         return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.constructor.ConstructorError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else "?"
+        if str(err.problem).startswith("duplicate key"):
+            key = str(err.problem).split("'")[1] if "'" in str(err.problem) else "?"
+            raise SpecError(
+                path, key, f"{err.problem} at line {line}; keys must be unique"
+            ) from None
+        tag = str(err.problem).split("tag ")[-1] if "tag" in str(err.problem) else ""
         raise SpecError(
             path,
-            str(err.problem).split("'")[1] if "'" in str(err.problem) else "?",
-            f"{err.problem} at line {err.problem_mark.line + 1}; keys must be unique",
+            "<file>",
+            f"line {line}: the YAML tag {tag} is not allowed; specs are plain data "
+            "(mappings, lists, strings, numbers, true/false, null), read with a safe loader",
         ) from None
     except yaml.YAMLError as err:
-        raise SpecError(path, "<file>", f"not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise SpecError(path, "<file>", f"{where}not valid YAML: {err}") from None
 
 
 # ----------------------------------------------------------------------------- types
@@ -177,7 +229,7 @@ def check_model(
 
     import modules  # noqa: F401
     from experiments.lit import create_model
-    from modules.toggles import ToggleError
+    from modules.toggles import InertToggleError, ToggleError
 
     model = dict(model)
     name = model.pop("name", None)
@@ -195,6 +247,10 @@ def check_model(
     try:
         with torch.device("meta"):
             create_model(name, num_classes, in_chans, img_size, **model)
+    except InertToggleError as err:
+        raise SpecError(
+            path, f"model.{err.toggle}", f"has no effect with {err.cause}; {err.allowed}"
+        ) from None
     except ToggleError as err:
         raise SpecError(
             path, f"model.{err.toggle}", f"got {err.value!r}; allowed: {err.allowed}"
@@ -234,12 +290,6 @@ class Run:
         return run_id(self.config, self.seed)
 
 
-def run_id(config: dict, seed: int) -> str:
-    """A stable id: the hash of the resolved configuration and the seed."""
-    text = json.dumps({"config": config, "seed": seed}, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
 def deep_merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
@@ -277,6 +327,7 @@ class GridSpec:
     profiles: dict
     sweep: str | None = None
     profile_defaults: dict = field(default_factory=dict)
+    claims: list = field(default_factory=list)
 
     @property
     def paper(self) -> str:
@@ -493,8 +544,10 @@ def load_spec(path: str | Path, build_models: bool = True) -> GridSpec:
                 path, f"baseline.{axis}", f"got {baseline[axis]!r}; allowed: one of {allowed}"
             )
 
+    claims = _parse_claims(path, raw.get("claims", []), axes, raw.get("zip", False))
     spec = GridSpec(
         path=path,
+        claims=claims,
         name=name,
         description=raw.get("description", ""),
         claim=raw.get("claim", ""),
@@ -516,6 +569,42 @@ def load_spec(path: str | Path, build_models: bool = True) -> GridSpec:
     return spec
 
 
+def _parse_claims(path, claims, axes: dict, zipped: bool) -> list[dict]:
+    """Check the ``claims:`` list: known keys, cells of this grid, a known expectation."""
+    if not isinstance(claims, list):
+        raise SpecError(path, "claims", TOP_KEYS["claims"])
+    names = list(axes)
+    choices = [[c[0] for c in axes[a]] for a in names]
+    combos = zip(*choices, strict=True) if zipped else itertools.product(*choices)
+    cells = [", ".join(f"{a}={v}" for a, v in zip(names, combo, strict=True)) for combo in combos]
+    out = []
+    for i, claim in enumerate(claims):
+        where = f"claims[{i}]"
+        if not isinstance(claim, dict):
+            raise SpecError(path, where, TOP_KEYS["claims"])
+        for key in claim:
+            if key not in CLAIM_KEYS:
+                allowed = "; ".join(f"{k} ({v})" for k, v in CLAIM_KEYS.items())
+                raise SpecError(path, f"{where}.{key}", f"unknown key; allowed: {allowed}")
+        for key in ("text", "cell", "versus", "expect"):
+            if key not in claim:
+                raise SpecError(path, f"{where}.{key}", f"missing; {CLAIM_KEYS[key]}")
+        for key in ("cell", "versus"):
+            if claim[key] not in cells:
+                raise SpecError(
+                    path, f"{where}.{key}", f"got {claim[key]!r}; allowed: one of {cells}"
+                )
+        if claim["expect"] not in EXPECTS:
+            raise SpecError(
+                path, f"{where}.expect", f"got {claim['expect']!r}; allowed: {', '.join(EXPECTS)}"
+            )
+        margin = claim.get("margin", 0.5)
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0:
+            raise SpecError(path, f"{where}.margin", f"got {margin!r}; allowed: a number > 0")
+        out.append({**claim, "margin": float(margin)})
+    return out
+
+
 def _validate_resolved(spec: GridSpec, build_models: bool) -> None:
     """Check every cell of every profile: data and train values, and the model itself."""
     path = spec.path
@@ -533,21 +622,20 @@ def _validate_resolved(spec: GridSpec, build_models: bool) -> None:
                 raise SpecError(
                     path, where, f"{err.problem} (cell {cell!r}, profile {profile})"
                 ) from None
+            data = DataConfig(**config["data"])
+            info = data_info(data)
+            try:
+                check_splits(data, info.train_size)
+            except DataSplitError as err:
+                raise SpecError(
+                    path,
+                    _where(spec, profile, overrides, f"data.{err.key}"),
+                    f"{err.problem} (cell {cell!r}, profile {profile})",
+                ) from None
             if not build_models:
                 continue
-            data = DataConfig(**config["data"])
-            size = data.img_size or {"synthetic": data.synthetic_size, "fashion_mnist": 28}.get(
-                data.name, 32
-            )
-            chans = data.channels or (1 if data.name in ("fashion_mnist", "synthetic") else 3)
             try:
-                check_model(
-                    path,
-                    config["model"],
-                    data.num_classes if data.name == "synthetic" else 10,
-                    chans,
-                    size,
-                )
+                check_model(path, config["model"], info.num_classes or 10, info.channels, info.size)
             except SpecError as err:
                 raise SpecError(
                     path,

@@ -1,10 +1,16 @@
 """Results: one row per run, read back from the study and exported as tidy tables.
 
-The study *is* the store: a finished run writes its row (config, metrics, cost, provenance)
-as the ``result`` user attribute of its trial, so there is exactly one place of truth however
-many workers ran. ``export`` picks one row per run id (a finished attempt over a failed one,
-the latest among equals) and writes ``results/<paper>/<table>.csv`` and the per-epoch curves
+A finished run writes its row (config, metrics, cost, provenance) as the ``result`` user
+attribute of its trial, so there is one place of truth however many workers ran. ``export``
+picks one row per run id (a finished attempt over a failed one, the latest among equals),
+keeps every row the table already had that the study does not know (nothing committed is
+lost), and writes ``results/<paper>/<table>.csv`` and the per-epoch curves
 ``<table>.epochs.csv``, each atomically (write a temporary file, then rename).
+
+The committed tables are also the memory of what was trained: ``committed_index`` reads every
+table under ``results/``, so a run (identified by its resolved configuration, see
+``experiments.identity``) that any grid already trained is reused, with or without ``runs/``;
+its row in the reusing grid names the grid that trained it in ``shared_from``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ ID_COLUMNS = [
     "error",
     "diverged_epoch",
     "restart_epoch",
+    "shared_from",
 ]
 METRIC_COLUMNS = [
     "test_top1",
@@ -60,7 +67,19 @@ COST_COLUMNS = [
     "wall_s",
     "run_s",
 ]
-PROVENANCE_COLUMNS = ["git_sha", "git_dirty", "torch", "timm", "lightning", "device", "date"]
+PROVENANCE_COLUMNS = [
+    "git_sha",
+    "git_dirty",
+    "torch",
+    "timm",
+    "lightning",
+    "numpy",
+    "device",
+    "cpu_model",
+    "cpu_capability",
+    "threads",
+    "date",
+]
 EPOCH_COLUMNS = [
     "run_id",
     "grid",
@@ -87,8 +106,21 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (what decides the kernels and so the last bits of a result)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance() -> dict:
+    """What decides the numbers of a run besides its config: code, libraries, hardware."""
     import lightning
+    import numpy
     import timm
     import torch
 
@@ -111,7 +143,11 @@ def provenance() -> dict:
         "torch": torch.__version__,
         "timm": timm.__version__,
         "lightning": lightning.__version__,
+        "numpy": numpy.__version__,
         "device": device,
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
@@ -119,6 +155,7 @@ def provenance() -> dict:
 def make_row(run: dict, result: dict) -> dict:
     """The stored row of one run: identity, flattened config, metrics, cost, provenance."""
     row = {k: run.get(k) for k in ID_COLUMNS if k in run}
+    row["shared_from"] = ""
     row.update(flatten(run["config"]))
     row.update({k: v for k, v in result.items() if k != "epochs"})
     row.update(provenance())
@@ -181,13 +218,98 @@ def result_paths(grid: str, profile: str, results_dir: Path | None = None) -> tu
     return base.with_name(stem + ".csv"), base.with_name(stem + ".epochs.csv")
 
 
+def read_table(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"run_id": str, "shared_from": str}, keep_default_na=True)
+
+
 def export(
     study: optuna.Study, grid: str, profile: str, results_dir: Path | None = None
 ) -> Path | None:
+    """Write the grid's table: the study's rows plus the rows the table had that it lacks."""
     df, ep = tables(study)
+    table, curves = result_paths(grid, profile, results_dir)
+    if table.exists():
+        old = read_table(table)
+        keep = old[~old["run_id"].isin(df["run_id"] if not df.empty else [])]
+        if not keep.empty:
+            df = pd.concat([df, keep], ignore_index=True) if not df.empty else keep
+            sort = ["cell_index", "seed"] if "cell_index" in df else ["cell", "seed"]
+            df = df.sort_values(sort, kind="stable")
+        if curves.exists():
+            old_ep = pd.read_csv(curves, dtype={"run_id": str})
+            ep = pd.concat([ep, old_ep[old_ep["run_id"].isin(keep["run_id"])]], ignore_index=True)
     if df.empty:
         return None
-    table, curves = result_paths(grid, profile, results_dir)
     atomic_write_csv(df, table)
     atomic_write_csv(ep, curves)
     return table
+
+
+# ----------------------------------------------------------------------------- reuse
+NOT_TABLES = ("bench", "sweeps", "reference", "figures", "html", "reproduce")
+
+
+def table_paths(results_dir: Path | None = None) -> list[Path]:
+    """Every per-run results table under ``results/`` (not curves, bench or sweeps)."""
+    root = Path(results_dir or results_root())
+    return sorted(
+        p
+        for p in root.glob("*/*.csv")
+        if not p.name.endswith(".epochs.csv") and p.parent.name not in NOT_TABLES
+    )
+
+
+def committed_index(results_dir: Path | None = None) -> dict[str, tuple[dict, list[dict]]]:
+    """run id -> (row, per-epoch curve) of every finished run (ok or diverged) in the tables.
+
+    Where several tables hold a run, the row of the grid that trained it is taken.
+    """
+    index: dict[str, tuple[dict, list[dict]]] = {}
+    for path in table_paths(results_dir):
+        df = read_table(path)
+        if "status" not in df or "run_id" not in df:
+            continue
+        df = df[df["status"].isin(["ok", "diverged"])]
+        if df.empty:
+            continue
+        curves_path = path.with_name(path.stem + ".epochs.csv")
+        curves = (
+            pd.read_csv(curves_path, dtype={"run_id": str})
+            if curves_path.exists()
+            else pd.DataFrame(columns=EPOCH_COLUMNS)
+        )
+        by_run = {rid: g for rid, g in curves.groupby("run_id")}
+        for row in df.to_dict("records"):
+            row = {k: (None if _missing(v) else v) for k, v in row.items()}
+            rid = row["run_id"]
+            if rid in index and (row.get("shared_from") or not index[rid][0].get("shared_from")):
+                continue  # keep the row of the grid that trained it (the first such table)
+            epochs = by_run.get(rid)
+            rows = [] if epochs is None else _epoch_rows(epochs)
+            index[rid] = (row, rows)
+    return index
+
+
+def _missing(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _epoch_rows(df: pd.DataFrame) -> list[dict]:
+    keep = [c for c in EPOCH_COLUMNS if c not in ("run_id", "grid", "cell", "seed")]
+    out = []
+    for r in df.sort_values("epoch").to_dict("records"):
+        out.append({k: (None if _missing(r.get(k)) else r.get(k)) for k in keep})
+    return out
+
+
+def relabel(row: dict, run: dict) -> dict:
+    """A finished run's row as the grid ``run`` belongs to would have written it."""
+    source = row.get("shared_from") or row.get("grid")
+    out = {k: v for k, v in row.items() if not k.startswith(("model.", "data.", "train."))}
+    out.update({k: run.get(k) for k in ID_COLUMNS if k in run})
+    out.update(flatten(run["config"]))
+    out["shared_from"] = "" if source == run["grid"] else source
+    return out

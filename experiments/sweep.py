@@ -46,7 +46,8 @@ from optuna.trial import TrialState
 
 from experiments import queue, store
 from experiments import spec as specs
-from experiments.data import DataConfig
+from experiments.data import DataConfig, data_info
+from experiments.identity import run_id
 from experiments.lit import TrainConfig
 from experiments.spec import SECTIONS, SpecError
 
@@ -437,13 +438,10 @@ def check_space(sweep: SweepSpec, base: dict, build_models: bool = True, where: 
             specs.check_section(path, "data", config["data"], DataConfig)
             specs.check_section(path, "train", config["train"], TrainConfig)
             if build_models:
-                data = DataConfig(**config["data"])
-                size = data.img_size or {"synthetic": data.synthetic_size}.get(
-                    data.name, 28 if data.name == "fashion_mnist" else 32
+                info = data_info(DataConfig(**config["data"]))
+                specs.check_model(
+                    path, config["model"], info.num_classes or 10, info.channels, info.size
                 )
-                chans = data.channels or (1 if data.name in ("fashion_mnist", "synthetic") else 3)
-                classes = data.num_classes if data.name == "synthetic" else 10
-                specs.check_model(path, config["model"], classes, chans, size)
         except SpecError as err:
             key = f"space.{err.key}" if err.key in keys else f"base.{err.key}"
             raise SpecError(path, key, f"{err.problem} (at {point}, {where})") from None
@@ -530,7 +528,7 @@ class Objective:
 
         sweep = self.sweep
         config = sweep.sample(trial, self.base)
-        trial.set_user_attr("config_id", specs.run_id(config, sweep.seed))
+        trial.set_user_attr("config_id", run_id(config, sweep.seed))
         twin = self.twin(trial)
         if twin is not None:  # same config, same seed: same result, so it is not trained again
             for key in ("duplicate_of", *TRIAL_ATTRS):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,19 +35,22 @@ CURVES = "epochs.jsonl"
 
 
 class EpochCurves(L.Callback):
-    """Appends each epoch's train/val loss and accuracy and the learning rate to a JSONL file.
+    """Collects each epoch's train/val loss and accuracy and the learning rate.
 
-    The file lives beside the checkpoint, so a resumed run keeps the curve of its first part.
+    The rows are part of the checkpoint (``state_dict``), which is written after the row of
+    its epoch, so a resumed run has exactly the curve of the uninterrupted one. They are also
+    mirrored to ``epochs.jsonl`` beside the checkpoint for a reader watching a run.
     """
 
     def __init__(self, path: Path | None):
         self.path, self.rows = path, []
 
-    def load(self, keep_below: int) -> None:
-        if self.path and self.path.exists():
-            rows = [json.loads(line) for line in self.path.read_text().splitlines() if line]
-            self.rows = [r for r in rows if r["epoch"] < keep_below]
-            self._rewrite()
+    def state_dict(self) -> dict:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rows = list(state.get("rows", []))
+        self._rewrite()
 
     def _rewrite(self) -> None:
         if self.path:
@@ -67,6 +72,31 @@ class EpochCurves(L.Callback):
         self._rewrite()
 
 
+class EpochLines(L.Callback):
+    """One line per epoch (epoch, loss, val top-1, ETA) where no progress bar is drawn:
+    stdout is not a terminal (a log file), or the bar is off."""
+
+    def __init__(self, label: str = ""):
+        self.label, self.started, self.first_epoch = label, None, 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.started, self.first_epoch = time.perf_counter(), trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        epoch, total = trainer.current_epoch + 1, trainer.max_epochs
+        done = epoch - self.first_epoch
+        per_epoch = (time.perf_counter() - self.started) / max(done, 1)
+        val = m.get("val_top1")
+        print(
+            f"{self.label}epoch {epoch}/{total}"
+            f"  loss {m.get('train_loss_epoch', float('nan')):.4f}"
+            + (f"  val top-1 {100 * val:.2f}" if val is not None else "")
+            + f"  ETA {per_epoch * (total - epoch):.0f} s",
+            flush=True,
+        )
+
+
 def _checkpoint_epoch(path: Path) -> int:
     """The number of epochs a checkpoint has completed (0 if there is none)."""
     if not path.exists():
@@ -84,8 +114,13 @@ def train_run(
     progress: bool = True,
     callbacks: Sequence[L.Callback] = (),
     measure_cost: bool = True,
+    label: str = "",
 ) -> dict:
-    """Train ``model`` (``{"name": ..., **toggles}``) and return the result of the run."""
+    """Train ``model`` (``{"name": ..., **toggles}``) and return the result of the run.
+
+    ``progress``: a progress bar when stdout is a terminal, else one line per epoch (prefixed
+    with ``label``); False prints nothing per epoch.
+    """
     model = dict(model)
     name = model.pop("name")
     data_cfg = DataConfig(**(data or {}))
@@ -108,7 +143,10 @@ def train_run(
         precision = "bf16-mixed" if on_gpu else "32-true"
     throughput = TrainThroughput()
     curves = EpochCurves(workdir / CURVES if workdir else None)
+    bar = progress and sys.stdout.isatty()
     cbs: list[L.Callback] = [throughput, curves, *callbacks]
+    if progress and not bar:
+        cbs.append(EpochLines(label))
     ckpt_path = None
     restart_epoch = 0
     if workdir:
@@ -119,12 +157,13 @@ def train_run(
                 save_top_k=1,
                 every_n_epochs=1,
                 enable_version_counter=False,
+                # after on_train_epoch_end: the epoch's curve row is in the checkpoint
+                save_on_train_epoch_end=True,
             )
         )
         if (workdir / CHECKPOINT).exists():
             ckpt_path = str(workdir / CHECKPOINT)
             restart_epoch = _checkpoint_epoch(workdir / CHECKPOINT)
-    curves.load(keep_below=restart_epoch)
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU/tip banners
     trainer = L.Trainer(
@@ -137,7 +176,7 @@ def train_run(
         logger=False,
         callbacks=cbs,
         enable_checkpointing=workdir is not None,
-        enable_progress_bar=progress,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_train_batches=train_cfg.limit_train_batches,

@@ -17,12 +17,32 @@ counts follow the official code (ma-xu/EfficientMod); what differs is listed her
   parameters (paper Table 6), built on timm's ``InvertedResidual``;
 - ``stem_stride`` and ``strides`` shrink the downsampling for 28-32 px inputs (micro variant).
 
-Official checkpoints load with ``modules.efficientmod_official.load_official_efficientmod``.
+- ``layer_scale_init=0`` switches layer scale off (timm drops None-valued keywords).
+
+Official checkpoints load through timm, ``timm.create_model("efficientmod_xxs",
+pretrained=True, pretrained_cfg_overlay=dict(file=path))`` (``checkpoint_filter_fn`` renames
+the keys), or with ``load_official_efficientmod(model, path_or_state_dict)``.
+
+Inert toggles: a toggle passed explicitly that does nothing in the resolved configuration
+raises ``InertToggleError`` (see ``EfficientModConfig.inert``): ``attention`` when every
+entry of ``attention_blocks`` is 0 (``efficientmod_s_conv``), ``attention_blocks``,
+``att_mlp_ratio`` and ``num_heads`` with ``attention=False`` (the latter two also with no
+attention blocks), ``kernel_sizes`` with ``context_conv=False``, ``alternate`` and
+``broadcast`` with ``expansion=1``, ``expansion`` and ``broadcast`` with ``alternate=True`` and
+at most one modulation block per stage (every block then has r = 1), and ``context_act``,
+``fusion`` and ``broadcast`` with ``block='mbconv'`` (the MBConv block is sized to the
+parameter count of the modulation block it replaces, so the context parts with parameters,
+the kernels, r and whether layer scale is on still matter there). ``model.toggles()`` is the
+run identity: every toggle, inert ones None, one spelling per network.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+import argparse
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields, replace
+from os import PathLike
 
 import torch
 from timm.layers import Attention, DropPath, LayerNorm, Mlp, trunc_normal_
@@ -31,42 +51,40 @@ from torch import nn
 
 from modules.layers.mbconv import MBConvBlock
 from modules.layers.modulation import (
-    BROADCASTS,
-    FUSIONS,
     LN_EPS,
     ModulationBlock,
     ModulationConfig,
-    check_kernel_sizes,
-    check_layer_scale,
-    check_rate,
+    ModulationToggles,
 )
-from modules.toggles import ToggleError, check_bool, check_choice, check_int
+from modules.toggles import (
+    ToggleError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_int_list,
+    check_positive_list,
+    check_rate,
+    explicit_toggles,
+    plain,
+    refuse_inert,
+)
 
 BLOCKS = ("modulation", "mbconv")
 STEM_STRIDES = (1, 2, 4)
 
 
-def _int_list(toggle: str, value, n: int | None, low: int, what: str) -> tuple[int, ...]:
-    allowed = f"{n if n is not None else 'a non-empty list of'} integers >= {low}, {what}"
-    if not isinstance(value, (list, tuple)) or not value or (n is not None and len(value) != n):
-        raise ToggleError(toggle, value, allowed)
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ToggleError(toggle, value, allowed)
-    return tuple(value)
-
-
-@dataclass(frozen=True)
-class EfficientModConfig:
+@dataclass(frozen=True, kw_only=True)
+class EfficientModConfig(ModulationToggles):
     """Every toggle of the backbone; names follow the paper and the official code.
 
-    dims / depths: channels and modulation blocks per stage. attention_blocks: ViT blocks
-    appended per stage; attention=False drops them all (the conv variant). att_mlp_ratio: MLP
-    ratio of those ViT blocks per stage. num_heads: their heads (head dim max(C/8, 32)).
-    expansion: r. alternate: blocks alternate r = 1 and r as the official configs (else all
-    r). block: 'modulation' or 'mbconv' (Table 6). stem_stride: 4 officially; strides: the
-    downsampling between stages (1 keeps the map size). The remaining fields are those of
-    :class:`~modules.layers.modulation.ModulationConfig`.
+    The block toggles (kernel_sizes, context_*, fusion, broadcast, layer_scale_init) are
+    inherited from :class:`~modules.layers.modulation.ModulationToggles` and passed to every
+    block. dims / depths: channels and modulation blocks per stage. attention_blocks: ViT
+    blocks appended per stage; attention=False drops them all (the conv variant).
+    att_mlp_ratio: MLP ratio of those ViT blocks per stage. num_heads: their heads (head dim
+    max(C/8, 32)). expansion: r. alternate: blocks alternate r = 1 and r as the official
+    configs (else all r). block: 'modulation' or 'mbconv' (Table 6). stem_stride: 4
+    officially; strides: the downsampling between stages (1 keeps the map size).
     """
 
     dims: tuple[int, ...] = (32, 64, 128, 256)
@@ -77,14 +95,6 @@ class EfficientModConfig:
     num_heads: int = 8
     expansion: int = 6
     alternate: bool = True
-    kernel_sizes: tuple[int, ...] = (7,)
-    context_f: bool = True
-    context_conv: bool = True
-    context_act: bool = True
-    context_g: bool = True
-    fusion: str = "mul"
-    broadcast: str = "reshape"
-    layer_scale_init: float | None = 1e-4
     block: str = "modulation"
     stem_stride: int = 4
     strides: tuple[int, ...] = (2, 2, 2)
@@ -97,34 +107,30 @@ class EfficientModConfig:
         def put(name, value):
             object.__setattr__(self, name, value)
 
-        put("dims", _int_list("dims", self.dims, None, 1, "one width per stage"))
+        put("dims", check_int_list("dims", self.dims, None, 1, "one width per stage"))
         n = len(self.dims)
-        put("depths", _int_list("depths", self.depths, n, 0, "modulation blocks per stage"))
+        put("depths", check_int_list("depths", self.depths, n, 0, "modulation blocks per stage"))
         put(
             "attention_blocks",
-            _int_list("attention_blocks", self.attention_blocks, n, 0, "ViT blocks per stage"),
+            check_int_list("attention_blocks", self.attention_blocks, n, 0, "ViT blocks per stage"),
         )
         check_bool("attention", self.attention)
-        ratios = self.att_mlp_ratio
-        if (
-            not isinstance(ratios, (list, tuple))
-            or len(ratios) != n
-            or any(isinstance(r, bool) or not isinstance(r, (int, float)) or r <= 0 for r in ratios)
-        ):
-            raise ToggleError("att_mlp_ratio", ratios, f"{n} numbers > 0, one per stage")
-        put("att_mlp_ratio", tuple(float(r) for r in ratios))
+        put(
+            "att_mlp_ratio",
+            check_positive_list("att_mlp_ratio", self.att_mlp_ratio, n, "one per stage"),
+        )
         check_int("num_heads", self.num_heads, low=1)
         check_int("expansion", self.expansion, low=1)
         check_bool("alternate", self.alternate)
-        put("kernel_sizes", check_kernel_sizes(self.kernel_sizes))
-        for name in ("context_f", "context_conv", "context_act", "context_g"):
-            check_bool(name, getattr(self, name))
-        check_choice("fusion", self.fusion, FUSIONS)
-        check_choice("broadcast", self.broadcast, BROADCASTS)
-        put("layer_scale_init", check_layer_scale(self.layer_scale_init))
+        super().__post_init__()
         check_choice("block", self.block, BLOCKS)
         check_choice("stem_stride", self.stem_stride, STEM_STRIDES)
-        put("strides", _int_list("strides", self.strides, n - 1, 1, "1 or 2 between stages"))
+        put(
+            "strides",
+            check_int_list("strides", self.strides, n - 1, 1, "1 or 2 between stages")
+            if n > 1
+            else (),
+        )
         if any(s > 2 for s in self.strides):
             raise ToggleError("strides", self.strides, f"{n - 1} values, each 1 or 2")
         check_int("in_chans", self.in_chans, low=1)
@@ -138,6 +144,54 @@ class EfficientModConfig:
     def block_expansion(self, index: int) -> int:
         """r of the index-th modulation block of a stage: 1, r, 1, r, ... as officially."""
         return self.expansion if (not self.alternate or index % 2 == 1) else 1
+
+    def inert(self) -> dict[str, str]:
+        """Toggle -> the setting that makes it do nothing in this configuration."""
+        out = {}
+        if not any(self.attention_blocks):
+            # no ViT block either way: attention=True and attention=False build the same model
+            out["attention"] = f"attention_blocks={list(self.attention_blocks)}"
+        if not self.attention:
+            for name in ("attention_blocks", "att_mlp_ratio", "num_heads"):
+                out[name] = "attention=False"
+        elif not any(self.attention_blocks):
+            for name in ("att_mlp_ratio", "num_heads"):
+                out[name] = out["attention"]
+        if self.expansion == 1:  # every block has r = 1: no broadcast, nothing to alternate
+            out["alternate"] = out["broadcast"] = "expansion=1"
+        elif self.alternate and max(self.depths) <= 1:  # only block 0 of a stage: r = 1
+            cause = "alternate=True and at most one block per stage (every block has r=1)"
+            out["expansion"] = out["broadcast"] = cause
+        if self.block == "mbconv":
+            # MBConv blocks sized to the parameter count of the modulation block they replace:
+            # kernel_sizes (the MBConv kernel and the count), context_f/conv/g, expansion and
+            # alternate (the count) and whether layer scale is on (its gamma) still matter.
+            for name in ("context_act", "fusion", "broadcast"):
+                out[name] = "block=mbconv"
+        elif not self.context_conv:
+            out["kernel_sizes"] = "context_conv=False"
+        return out
+
+    def toggles(self) -> dict:
+        """Every field, inert ones None, in one canonical spelling per network."""
+        cfg = self
+        if self.block == "mbconv" and self.layer_scale_init > 0:
+            # only whether gamma exists sizes the MBConv (its init value is not used)
+            cfg = replace(cfg, layer_scale_init=ModulationToggles.layer_scale_init)
+        attn = cfg.stage_attention_blocks()
+        if not any(attn):  # one spelling of "no attention blocks"
+            cfg = replace(cfg, attention=False)
+        inert = cfg.inert()
+        out = {
+            f.name: None if f.name in inert else plain(getattr(cfg, f.name)) for f in fields(cfg)
+        }
+        if not any(attn):
+            out["attention"] = False
+        if out["att_mlp_ratio"] is not None:  # a stage without ViT blocks ignores its ratio
+            out["att_mlp_ratio"] = [
+                r if a else None for r, a in zip(out["att_mlp_ratio"], attn, strict=True)
+            ]
+        return out
 
 
 TOGGLES = tuple(f.name for f in fields(EfficientModConfig))
@@ -197,17 +251,7 @@ class Stage(nn.Module):
 
 def _block_config(cfg: EfficientModConfig, dim: int, index: int, drop_path: float):
     return ModulationConfig(
-        dim=dim,
-        expansion=cfg.block_expansion(index),
-        kernel_sizes=cfg.kernel_sizes,
-        context_f=cfg.context_f,
-        context_conv=cfg.context_conv,
-        context_act=cfg.context_act,
-        context_g=cfg.context_g,
-        fusion=cfg.fusion,
-        broadcast=cfg.broadcast,
-        layer_scale_init=cfg.layer_scale_init,
-        drop_path=drop_path,
+        dim=dim, expansion=cfg.block_expansion(index), drop_path=drop_path, **cfg.block_toggles()
     )
 
 
@@ -229,7 +273,15 @@ class EfficientMod(nn.Module):
 
     output_fmt = "NHWC"
 
-    def __init__(self, cfg: EfficientModConfig | None = None, **toggles) -> None:
+    def __init__(
+        self,
+        cfg: EfficientModConfig | None = None,
+        *,
+        explicit: Iterable[str] | None = None,
+        **toggles,
+    ) -> None:
+        """``explicit``: the toggles the caller chose (default: every keyword given); one
+        that is inert in the resolved configuration raises ``InertToggleError``."""
         super().__init__()
         if cfg is None:
             unknown = sorted(set(toggles) - set(TOGGLES))
@@ -238,6 +290,11 @@ class EfficientMod(nn.Module):
             cfg = EfficientModConfig(**toggles)
         elif toggles:
             raise TypeError("pass either an EfficientModConfig or keyword toggles, not both")
+        refuse_inert(
+            toggles if explicit is None else explicit,
+            cfg.inert(),
+            {f.name: getattr(cfg, f.name) for f in fields(cfg)},
+        )
         self.cfg = cfg
         self.num_classes = cfg.num_classes
         self.num_features = self.head_hidden_size = cfg.dims[-1]
@@ -282,7 +339,8 @@ class EfficientMod(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def toggles(self) -> dict:
-        return asdict(self.cfg)
+        """The run identity: every constructor toggle, inert ones None (see the config)."""
+        return self.cfg.toggles()
 
     def get_classifier(self) -> nn.Module:
         return self.head
@@ -304,6 +362,110 @@ class EfficientMod(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Official checkpoints (ma-xu/EfficientMod). Only key names differ: the official module tree is
+# ``patch_embed``, ``layers.i.blocks.j`` with ``mlp.fc1``/``mlp.context_layer``/``gamma_1``, and
+# ``layers.i.downsample`` at the *end* of stage i; every tensor keeps its shape. Build the model
+# with the checkpoint's toggles (``efficientmod_xxs`` for ``efficientMod_xxs``), then
+# ``timm.create_model("efficientmod_xxs", pretrained=True,
+# pretrained_cfg_overlay=dict(file="efficientMod_xxs.pth"))``.
+
+# Modulation-block parameter names: official suffix -> ours.
+_MODULATION = {
+    "norm.": "norm.",
+    "gamma_1": "layer_scale.gamma",
+    "mlp.fc1.": "mixer.value.",
+    "mlp.fc2.": "mixer.proj.",
+    "mlp.context_layer.f.": "mixer.context.f.",
+    "mlp.context_layer.g.": "mixer.context.g.",
+    "mlp.context_layer.context_list.": "mixer.context.convs.",
+}
+_BLOCK = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.(.+)$")
+_DOWNSAMPLE = re.compile(r"^layers\.(\d+)\.downsample\.(proj|norm)\.(.+)$")
+
+
+def convert_official_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict:
+    """Rename official EfficientMod keys to this repository's; raises on unknown keys.
+
+    A state dict already in this repository's layout passes unchanged."""
+    state_dict = {k.removeprefix("module."): v for k, v in state_dict.items()}
+    if not any(k.startswith(("patch_embed.", "layers.")) for k in state_dict):
+        return dict(state_dict)
+    out, unknown = {}, []
+    for key, value in state_dict.items():
+        new = None
+        if key.startswith("patch_embed."):
+            new = "stem." + key.removeprefix("patch_embed.").replace("proj.", "conv.", 1)
+        elif m := _DOWNSAMPLE.match(key):
+            stage, part, rest = int(m[1]), m[2], m[3]
+            new = f"stages.{stage + 1}.downsample.{'conv' if part == 'proj' else 'norm'}.{rest}"
+        elif m := _BLOCK.match(key):
+            prefix = f"layers.{m[1]}.blocks.{m[2]}."
+            ours = f"stages.{m[1]}.blocks.{m[2]}."
+            if any(k.startswith(prefix + "norm1.") for k in state_dict):  # an attention block
+                new = ours + m[3]  # norm1 / attn.qkv / attn.proj / norm2 / mlp.fc1 / mlp.fc2
+            else:
+                for old, rep in _MODULATION.items():
+                    if m[3].startswith(old):
+                        new = ours + rep + m[3].removeprefix(old)
+                        break
+        elif key.split(".")[0] in ("norm", "head"):
+            new = key
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    if unknown:
+        raise KeyError(f"keys not from an official EfficientMod checkpoint: {unknown[:10]}")
+    return out
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: EfficientMod) -> dict:
+    """timm's ``pretrained_filter_fn``: an official state dict -> this model's, shapes checked
+    first so a model built with other toggles fails with the list of mismatching tensors."""
+    if model.cfg.block != "modulation":
+        raise ValueError(
+            "official checkpoints hold modulation blocks; build with block='modulation'"
+        )
+    state_dict = convert_official_state_dict(state_dict)
+    own = model.state_dict()
+    bad = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and own[k].shape != v.shape and not k.startswith("head.")
+    ]
+    if bad:
+        raise ValueError("shape mismatch (model built with other toggles?): " + "; ".join(bad[:10]))
+    return state_dict
+
+
+def load_official_efficientmod(
+    model: EfficientMod,
+    path_or_state_dict: str | PathLike | Mapping,
+    *,
+    use_ema: bool = False,
+    strict: bool = True,
+):
+    """Load an official checkpoint (file path or state dict) into ``model`` in place.
+
+    Accepts a raw state dict or a timm training checkpoint (``state_dict`` /
+    ``state_dict_ema``; ``timm.create_model(..., pretrained=True)`` prefers the EMA weights when
+    a file has them) and strips DDP's ``module.`` prefix.
+    """
+    if isinstance(path_or_state_dict, Mapping):
+        checkpoint = path_or_state_dict
+    else:
+        # timm checkpoints also pickle the argparse Namespace of the training run.
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            checkpoint = torch.load(path_or_state_dict, map_location="cpu", weights_only=True)
+    keys = ("state_dict_ema", "model_ema") if use_ema else ()
+    for key in (*keys, "state_dict", "model"):
+        if isinstance(checkpoint.get(key), Mapping):
+            checkpoint = checkpoint[key]
+            break
+    return model.load_state_dict(checkpoint_filter_fn(checkpoint, model), strict=strict)
 
 
 def _cfg(**kwargs) -> dict:
@@ -334,7 +496,30 @@ default_cfgs = generate_default_cfgs(
 
 
 def _create(variant: str, pretrained: bool, defaults: dict, **kwargs) -> EfficientMod:
-    return build_model_with_cfg(EfficientMod, variant, pretrained, **{**defaults, **kwargs})
+    explicit = explicit_toggles(kwargs, TOGGLES)
+    if variant == "efficientmod_micro":
+        kwargs.setdefault("attention", "attention_blocks" in kwargs)
+    if pretrained and not _has_weights(kwargs):
+        raise RuntimeError(
+            f"{variant}: no weights are hosted; load an official checkpoint with "
+            "pretrained_cfg_overlay=dict(file=<official .pth>)"
+        )
+    with torch.serialization.safe_globals([argparse.Namespace]):  # official files pickle args
+        return build_model_with_cfg(
+            EfficientMod,
+            variant,
+            pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            explicit=explicit,
+            **{**defaults, **kwargs},
+        )
+
+
+def _has_weights(kwargs: dict) -> bool:
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    cfg = kwargs.get("pretrained_cfg") or {}
+    cfg = cfg if isinstance(cfg, dict) else getattr(cfg, "__dict__", {})
+    return any(overlay.get(k) or cfg.get(k) for k in ("file", "url", "hf_hub_id", "state_dict"))
 
 
 @register_model
@@ -420,7 +605,6 @@ def efficientmod_micro(pretrained: bool = False, **kwargs) -> EfficientMod:
     Training step (AdamW, batch 128, 28x28x1) on 2 CPU cores: about 1100 img/s (conv),
     800 (hybrid), 1000 (mbconv).
     """
-    kwargs.setdefault("attention", "attention_blocks" in kwargs)
     defaults = dict(
         dims=(32, 48, 96, 128),
         depths=(2, 2, 2, 2),

@@ -19,7 +19,7 @@ kernel_size    odd int >= 1 (depth-wise kernel)                        3
 act            relu6, hswish, gelu, silu, relu (timm's factory)        hswish
 se             none, se, eca (after the depth-wise conv)               se
 se_reduction   int >= 1, relative to the expanded width gamma*d        192 (768 -> 4)
-se_gate        None (SE: hard sigmoid, ECA: sigmoid), hard_sigmoid,    None
+se_gate        auto (SE: hard sigmoid, ECA: sigmoid), hard_sigmoid,    auto
                sigmoid
 expansion      gamma > 0, hidden width int(gamma * d)                  4
 layers         none, low, mid, high, low+mid, mid+high, all, or a      all
@@ -34,6 +34,20 @@ dwconv=False`` (the official ``wo_dp_conv``): the config normalises ``conv1x1`` 
 ``kernel_size`` is then unused. ``mlp`` is the DeiT FFN; ``dwconv``, ``kernel_size``, ``se``
 and ``se_reduction`` do not apply to it. ``layers`` picks the blocks that get the FFN kind
 above with ``act``; the other blocks stay plain DeiT blocks (GELU MLP, same ``expansion``).
+
+Inert toggles are refused: a toggle passed explicitly to ``timm.create_model`` that does
+nothing in the resolved configuration raises ``InertToggleError`` (``LocalViTConfig.inert``):
+
+* ``layers`` selecting no block: ``ffn``, ``dwconv``, ``kernel_size``, ``act``, ``se``,
+  ``se_reduction``, ``se_gate`` (``expansion`` still sizes the DeiT MLPs);
+* ``ffn="mlp"``: ``dwconv``, ``kernel_size``, ``se``, ``se_reduction``, ``se_gate``; with
+  ``act="gelu"`` too (DeiT), ``layers`` (every block is a DeiT block either way);
+* ``ffn="conv1x1"``: ``dwconv`` and ``kernel_size``; ``dwconv=False``: ``kernel_size``;
+* ``se="none"``: ``se_reduction``, ``se_gate``; ``se="eca"``: ``se_reduction``.
+
+``model.toggles()`` is the run identity: every constructor argument, inert ones None, one
+spelling per network (``layers`` as the list of blocks whose FFN is not DeiT's GELU MLP,
+``conv1x1`` for ``locality`` without ``dwconv``, ``se_gate`` resolved).
 
 Fidelity to the official code (ofsoundof/LocalViT, ``models/localvit.py``):
 
@@ -51,7 +65,9 @@ Fidelity to the official code (ofsoundof/LocalViT, ``models/localvit.py``):
   over batch and positions). Only the depth-wise conv (and the channel attention) sees a
   map, a channels-last view of the tokens, so nothing is copied; on CPU this is measurably
   faster than BN or pooling on the map view.
-  ``modules.localvit_official`` maps the official checkpoints onto this layout.
+  ``checkpoint_filter_fn`` maps the official checkpoints onto this layout, so
+  ``timm.create_model("localvit_tiny", pretrained=True, pretrained_cfg_overlay=dict(
+  file="localvit_t.pth"))`` loads them (or ``load_official_localvit(model, path)``).
 * options the official code does not have: ``kernel_size``, the gelu/silu/relu activations,
   ``layers`` (it existed briefly upstream and could not run), non-square maps (upstream
   guesses a square from the token count), ``conv1x1`` as a name, ``se_gate`` (upstream ties
@@ -69,24 +85,47 @@ Fidelity to the official code (ofsoundof/LocalViT, ``models/localvit.py``):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import argparse
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from os import PathLike
 from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import Attention, DropPath, Mlp, PatchEmbed, get_act_layer, trunc_normal_
+from timm.layers import (
+    Attention,
+    DropPath,
+    Mlp,
+    PatchEmbed,
+    get_act_layer,
+    resample_abs_pos_embed,
+    trunc_normal_,
+)
 from timm.layers.helpers import to_2tuple
-from timm.models import register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
 from modules.layers.channel_attention import (
     CHANNEL_ATTENTION,
+    DEFAULT_GATE,
     GATES,
     create_channel_attention,
 )
 from modules.layers.tokens import join_prefix, map_to_tokens, split_prefix, tokens_to_map
-from modules.toggles import ToggleError, check_bool, check_choice, check_int, check_positive
+from modules.toggles import (
+    ToggleError,
+    check_bool,
+    check_choice,
+    check_int,
+    check_positive,
+    check_rate,
+    explicit_toggles,
+    plain,
+    refuse_inert,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -160,7 +199,7 @@ class LocalityFFNConfig:
     act: str = "hswish"
     se: str = "se"
     se_reduction: int = 192
-    se_gate: str | None = None
+    se_gate: str = "auto"
     expansion: float = 4.0
 
     def __post_init__(self):
@@ -170,7 +209,7 @@ class LocalityFFNConfig:
         check_choice("act", self.act, ACTIVATIONS)
         check_choice("se", self.se, CHANNEL_ATTENTION)
         check_int("se_reduction", self.se_reduction, low=1)
-        check_choice("se_gate", self.se_gate, (None, *GATES))
+        check_choice("se_gate", self.se_gate, ("auto", *GATES))
         object.__setattr__(self, "expansion", check_positive("expansion", self.expansion))
         if self.ffn == "conv1x1":
             object.__setattr__(self, "dwconv", False)
@@ -300,18 +339,43 @@ class LocalViTBlock(nn.Module):
         return self.ffn(x, hw)
 
 
-@dataclass(frozen=True)
-class LocalViTConfig:
-    """Backbone toggles plus the FFN config; validated on construction."""
+FFN_TOGGLES = tuple(f.name for f in fields(LocalityFFNConfig))
 
+
+@dataclass(frozen=True, kw_only=True)
+class LocalViTConfig:
+    """Every argument of :class:`LocalViT`, validated on construction (LocalViT-T defaults).
+
+    The FFN toggles (``ffn`` ... ``expansion``) are those of :class:`LocalityFFNConfig`,
+    which ``ffn_config`` builds; ``img_size`` is stored as (H, W).
+    """
+
+    img_size: Any = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    num_classes: int = 1000
     embed_dim: int = 192
     depth: int = 12
     heads: int = 4
-    patch_size: int = 16
     layers: Any = "all"
-    ffn: LocalityFFNConfig = field(default_factory=LocalityFFNConfig)
+    ffn: str = "locality"
+    dwconv: bool = True
+    kernel_size: int = 3
+    act: str = "hswish"
+    se: str = "se"
+    se_reduction: int = 192
+    se_gate: str = "auto"
+    expansion: float = 4.0
+    qkv_bias: bool = True
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    global_pool: str = "token"
 
     def __post_init__(self):
+        ffn = self.ffn_config  # validates the FFN toggles (conv1x1 -> dwconv=False)
+        object.__setattr__(self, "dwconv", ffn.dwconv)
+        object.__setattr__(self, "expansion", ffn.expansion)
         check_int("embed_dim", self.embed_dim, low=1)
         check_int("depth", self.depth, low=1)
         check_int("heads", self.heads, low=1)
@@ -324,11 +388,86 @@ class LocalViTConfig:
             )
         check_int("patch_size", self.patch_size, low=1)
         resolve_layers(self.layers, self.depth)
-        self.ffn.hidden_width(self.embed_dim)
+        ffn.hidden_width(self.embed_dim)
+        check_int("in_chans", self.in_chans, low=1)
+        check_int("num_classes", self.num_classes, low=0)
+        check_bool("qkv_bias", self.qkv_bias)
+        check_choice("global_pool", self.global_pool, GLOBAL_POOLS)
+        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+            object.__setattr__(self, name, check_rate(name, getattr(self, name)))
+        img_size = to_2tuple(self.img_size)
+        if not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= self.patch_size
+            for s in img_size
+        ):
+            raise ToggleError(
+                "img_size", self.img_size, f"integers >= patch_size ({self.patch_size})"
+            )
+        object.__setattr__(self, "img_size", tuple(img_size))
+
+    @property
+    def ffn_config(self) -> LocalityFFNConfig:
+        return LocalityFFNConfig(**{name: getattr(self, name) for name in FFN_TOGGLES})
 
     @property
     def layer_indices(self) -> list[int]:
         return resolve_layers(self.layers, self.depth)
+
+    def inert(self) -> dict[str, str]:
+        """Toggle -> the setting that makes it do nothing in this configuration.
+
+        The blocks not in ``layers`` are DeiT blocks whatever the FFN toggles say; ``ffn="mlp"``
+        gives the selected blocks DeiT's MLP with activation ``act``, so with ``act="gelu"`` too
+        every block is a DeiT block and ``layers`` does nothing.
+        """
+        out = {}
+        if self.ffn == "mlp" and self.act == "gelu":
+            out["layers"] = "ffn=mlp and act=gelu (every block is then a DeiT block)"
+        if not self.layer_indices:
+            cause = f"layers={self.layers!r}" if isinstance(self.layers, str) else "layers=[]"
+            return {**out, **dict.fromkeys(FFN_TOGGLES[:-1], cause)}  # expansion: DeiT's MLPs
+        if self.ffn == "mlp":
+            return {
+                **out,
+                **dict.fromkeys(
+                    ("dwconv", "kernel_size", "se", "se_reduction", "se_gate"), "ffn=mlp"
+                ),
+            }
+        if self.ffn == "conv1x1":
+            out["dwconv"] = out["kernel_size"] = "ffn=conv1x1"
+        elif not self.dwconv:
+            out["kernel_size"] = "dwconv=False"
+        if self.se == "none":
+            out["se_reduction"] = out["se_gate"] = "se=none"
+        elif self.se == "eca":
+            out["se_reduction"] = "se=eca (ECA has no reduction)"
+        return out
+
+    def toggles(self) -> dict:
+        """Every field, inert ones None, in one spelling per network.
+
+        ``layers`` is the sorted list of blocks whose FFN is not DeiT's GELU MLP (so DeiT is
+        ``layers=[]`` with the FFN toggles None, however spelled); ``ffn="locality",
+        dwconv=False`` reads as ``ffn="conv1x1"``; ``se_gate="auto"`` as the gate it picks.
+        """
+        cfg = self
+        if cfg.ffn == "locality" and not cfg.dwconv:
+            cfg = replace(cfg, ffn="conv1x1")
+        if cfg.ffn == "mlp" and cfg.act == "gelu":
+            cfg = replace(cfg, layers=[])
+        if cfg.se_gate == "auto" and cfg.se in DEFAULT_GATE:
+            cfg = replace(cfg, se_gate=DEFAULT_GATE[cfg.se])
+        inert = cfg.inert()
+        inert.pop("layers", None)
+        out = {
+            f.name: None if f.name in inert else plain(getattr(cfg, f.name)) for f in fields(cfg)
+        }
+        out["layers"] = cfg.layer_indices
+        return out
+
+
+TOGGLES = tuple(f.name for f in fields(LocalViTConfig))
+GLOBAL_POOLS = ("token", "avg")
 
 
 class LocalViT(nn.Module):
@@ -340,46 +479,35 @@ class LocalViT(nn.Module):
 
     def __init__(
         self,
-        img_size: int | tuple[int, int] = 224,
-        patch_size: int = 16,
-        in_chans: int = 3,
-        num_classes: int = 1000,
-        embed_dim: int = 192,
-        depth: int = 12,
-        heads: int = 4,
-        layers: Any = "all",
-        ffn: str = "locality",
-        dwconv: bool = True,
-        kernel_size: int = 3,
-        act: str = "hswish",
-        se: str = "se",
-        se_reduction: int = 192,
-        se_gate: str | None = None,
-        expansion: float = 4.0,
-        qkv_bias: bool = True,
-        drop_rate: float = 0.0,
-        attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
-        global_pool: str = "token",
+        cfg: LocalViTConfig | None = None,
+        *,
+        explicit: Iterable[str] | None = None,
+        **toggles: Any,
     ):
+        """``LocalViT(**toggles)`` (the fields of :class:`LocalViTConfig`, keywords only) or
+        ``LocalViT(cfg)``. ``explicit``: the toggles the caller chose (default: every keyword
+        given); one that is inert in the resolved configuration raises ``InertToggleError``."""
         super().__init__()
-        ffn_cfg = LocalityFFNConfig(
-            ffn, dwconv, kernel_size, act, se, se_reduction, se_gate, expansion
+        if cfg is None:
+            unknown = sorted(set(toggles) - set(TOGGLES))
+            if unknown:
+                raise TypeError(f"unknown LocalViT toggles {unknown}; known: {list(TOGGLES)}")
+            cfg = LocalViTConfig(**toggles)
+        elif toggles:
+            raise TypeError("pass either a LocalViTConfig or keyword toggles, not both")
+        refuse_inert(
+            toggles if explicit is None else explicit,
+            cfg.inert(),
+            {f.name: getattr(cfg, f.name) for f in fields(cfg)},
         )
-        self.cfg = LocalViTConfig(embed_dim, depth, heads, patch_size, layers, ffn_cfg)
-        check_int("in_chans", in_chans, low=1)
-        check_int("num_classes", num_classes, low=0)
-        self.global_pool = check_choice("global_pool", global_pool, ("token", "avg"))
-        for name, rate in (
-            ("drop_rate", drop_rate),
-            ("attn_drop_rate", attn_drop_rate),
-            ("drop_path_rate", drop_path_rate),
-        ):
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-                raise ToggleError(name, rate, "a probability in [0, 1)")
-        img_size = to_2tuple(img_size)
-        if not all(isinstance(s, int) and s >= patch_size for s in img_size):
-            raise ToggleError("img_size", img_size, f"integers >= patch_size ({patch_size})")
+        self.cfg = cfg
+        ffn_cfg = cfg.ffn_config
+        img_size, patch_size, in_chans = cfg.img_size, cfg.patch_size, cfg.in_chans
+        num_classes, embed_dim, depth, heads = cfg.num_classes, cfg.embed_dim, cfg.depth, cfg.heads
+        act, expansion, qkv_bias = cfg.act, cfg.expansion, cfg.qkv_bias
+        drop_rate, attn_drop_rate = cfg.drop_rate, cfg.attn_drop_rate
+        drop_path_rate = cfg.drop_path_rate
+        self.global_pool = cfg.global_pool
 
         self.num_classes = num_classes
         self.num_features = self.embed_dim = embed_dim
@@ -410,6 +538,10 @@ class LocalViT(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         self._init_weights()
 
+    def toggles(self) -> dict:
+        """The run identity: every constructor argument, inert ones None (see the config)."""
+        return self.cfg.toggles()
+
     def _init_weights(self) -> None:
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
@@ -434,7 +566,7 @@ class LocalViT(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         if global_pool is not None:
-            self.global_pool = check_choice("global_pool", global_pool, ("token", "avg"))
+            self.global_pool = check_choice("global_pool", global_pool, GLOBAL_POOLS)
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
 
@@ -460,40 +592,200 @@ class LocalViT(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
+# Official checkpoints (ofsoundof/LocalViT). The official models subclass timm 0.3.2's
+# ``VisionTransformer``, so their state dicts use its names (``cls_token``, ``pos_embed``,
+# ``patch_embed.proj``, ``blocks.{i}.norm1``, ``blocks.{i}.attn.qkv``/``.proj``, ``norm``,
+# ``head``), which this model keeps. Only the FFN differs: upstream it is
+# ``blocks.{i}.conv.conv.{j}``, an ``nn.Sequential`` whose indices shift with the variant::
+#
+#     1x1 conv, BN, act, [dw conv, BN, act], [SE: fc.0, fc.2 | ECA: conv], 1x1 conv, BN
+#
+# Here it is ``blocks.{i}.ffn`` with named parts (``fc1 bn1 dw bn2 se fc2 bn3``). The converter
+# reads each block's layers in order and recognises them by their tensors, so it needs no
+# variant name: a (o, i, 1, 1) weight is a 1x1 conv (-> ``nn.Linear`` weight (o, i)), a
+# (c, 1, k, k) weight is the depth-wise conv, ``running_mean`` marks the BN after the preceding
+# conv, ``fc.0``/``fc.2`` are the SE linears (-> timm ``SEModule`` 1x1 convs), ``conv.weight``
+# is ECA. The timm DeiT names ``blocks.{i}.norm2`` and ``blocks.{i}.mlp`` map to
+# ``blocks.{i}.ffn.norm`` and ``blocks.{i}.ffn.mlp``, so timm DeiT weights load into
+# ``deit_*_ablate`` too.
+
+_FFN_LAYER = re.compile(r"^blocks\.(\d+)\.conv\.conv\.(\d+)\.(.+)$")
+_RENAMES = [
+    (re.compile(r"^blocks\.(\d+)\.norm2\."), r"blocks.\1.ffn.norm."),
+    (re.compile(r"^blocks\.(\d+)\.mlp\."), r"blocks.\1.ffn.mlp."),
+]
+_BN_AFTER = {"fc1": "bn1", "dw": "bn2", "fc2": "bn3"}
+
+
+def _convert_ffn(block: int, layers: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Name the official Sequential's layers of one block by what their tensors are."""
+    prefix, out, last = f"blocks.{block}.ffn.", {}, None
+    for parts in layers:
+        weight = parts.get("weight")
+        if "running_mean" in parts:
+            if last not in _BN_AFTER:
+                raise ValueError(f"block {block}: a BatchNorm follows no conv")
+            out.update({f"{prefix}{_BN_AFTER[last]}.{k}": v for k, v in parts.items()})
+            last = _BN_AFTER[last]
+        elif "fc.0.weight" in parts:  # official SELayer: Linear, ReLU, Linear, h_sigmoid
+            for src, dst in (("fc.0", "se.fc1"), ("fc.2", "se.fc2")):
+                out[f"{prefix}{dst}.weight"] = parts[f"{src}.weight"][:, :, None, None]
+                out[f"{prefix}{dst}.bias"] = parts[f"{src}.bias"]
+        elif "conv.weight" in parts:  # official ECALayer: Conv1d(1, 1, k)
+            out[f"{prefix}se.conv.weight"] = parts["conv.weight"]
+        elif weight is not None and weight.ndim == 4 and weight.shape[1] == 1:
+            if last != "bn1":
+                raise ValueError(
+                    f"block {block}: depth-wise conv before the first 1x1 conv (official "
+                    "dp_first) is not supported"
+                )
+            out[f"{prefix}dw.weight"] = weight
+            last = "dw"
+        elif weight is not None and weight.ndim == 4 and weight.shape[-2:] == (1, 1):
+            if last in ("fc2", "bn3"):
+                raise ValueError(f"block {block}: more than two 1x1 convs")
+            last = "fc1" if last is None else "fc2"
+            out[f"{prefix}{last}.weight"] = weight.flatten(1)
+        else:
+            raise ValueError(f"block {block}: unrecognised FFN layer with {sorted(parts)}")
+    return out
+
+
+def convert_official_localvit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official LocalViT (or timm DeiT) key names and shapes -> this model's keys and shapes.
+
+    A state dict already in this model's layout passes unchanged."""
+    out: dict[str, torch.Tensor] = {}
+    ffn_layers: dict[int, dict[int, dict[str, torch.Tensor]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for key, value in state_dict.items():
+        key = key.removeprefix("module.")
+        match = _FFN_LAYER.match(key)
+        if match:
+            ffn_layers[int(match[1])][int(match[2])][match[3]] = value
+            continue
+        for pattern, repl in _RENAMES:
+            key = pattern.sub(repl, key)
+        out[key] = value
+    for block, layers in ffn_layers.items():
+        out.update(_convert_ffn(block, [layers[j] for j in sorted(layers)]))
+    return out
+
+
+def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: LocalViT) -> dict:
+    """timm's ``pretrained_filter_fn``: an official LocalViT (or timm DeiT) state dict -> this
+    model's; a position embedding for another grid is resampled."""
+    state = convert_official_localvit(state_dict)
+    pos_embed = state.get("pos_embed")
+    if pos_embed is not None and pos_embed.shape != model.pos_embed.shape:
+        state["pos_embed"] = resample_abs_pos_embed(
+            pos_embed, list(model.patch_embed.grid_size), num_prefix_tokens=1
+        )
+    return state
+
+
+def load_official_localvit(
+    model: LocalViT,
+    path_or_state_dict: str | PathLike | Mapping[str, torch.Tensor],
+    strict: bool = True,
+) -> LocalViT:
+    """Load an official checkpoint (a file from ``main.py``, or its state dict) into ``model``.
+
+    The same as ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=
+    path))`` except that the ``model`` entry of a file is used even when it has ``model_ema``
+    (what the official ``--eval --resume`` evaluates; timm prefers the EMA weights).
+    """
+    state = path_or_state_dict
+    if not isinstance(state, Mapping):
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            state = torch.load(state, map_location="cpu", weights_only=True)
+    for entry in ("model", "state_dict", "model_ema"):
+        if isinstance(state.get(entry), Mapping):
+            state = state[entry]
+            break
+    model.load_state_dict(checkpoint_filter_fn(state, model), strict=strict)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------
 # timm registrations. Every toggle above overrides these defaults as a keyword argument.
 
-_TIMM_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+
+def _cfg(**kwargs) -> dict:
+    return {
+        "url": "",
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "fixed_input_size": True,  # absolute position embeddings
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+        **kwargs,
+    }
+
+
+# Small inputs (Fashion-MNIST 28x28x1, CIFAR 32x32x3): patch 4 gives a 7x7 or 8x8 map.
+_MICRO_CFG = dict(input_size=(1, 28, 28), num_classes=10, crop_pct=1.0, mean=(0.5,), std=(0.5,))
+
+default_cfgs = generate_default_cfgs(
+    {
+        "localvit_tiny": _cfg(),
+        "localvit_tiny_se4": _cfg(),
+        "localvit_small": _cfg(),
+        "deit_tiny_ablate": _cfg(),
+        "deit_small_ablate": _cfg(),
+        "deit_micro": _cfg(**_MICRO_CFG),
+        "localvit_micro": _cfg(**_MICRO_CFG),
+    }
+)
+
+
+def _has_weights(kwargs: dict) -> bool:
+    overlay = kwargs.get("pretrained_cfg_overlay") or {}
+    cfg = kwargs.get("pretrained_cfg") or {}
+    cfg = cfg if isinstance(cfg, dict) else getattr(cfg, "__dict__", {})
+    return any(overlay.get(k) or cfg.get(k) for k in ("file", "url", "hf_hub_id", "state_dict"))
 
 
 def _create(variant: str, pretrained: bool, defaults: dict, kwargs: dict) -> LocalViT:
-    for key in _TIMM_KWARGS:
-        kwargs.pop(key, None)
-    if pretrained:
+    explicit = explicit_toggles(kwargs, TOGGLES)
+    if pretrained and not _has_weights(kwargs):
         raise RuntimeError(
             f"{variant}: no weights are hosted; load a released official checkpoint with "
-            "modules.localvit_official.load_official_localvit(model, path)"
+            "pretrained_cfg_overlay=dict(file=<official .pth>)"
         )
-    model = LocalViT(**{**defaults, **kwargs})
-    in_chans = model.patch_embed.proj.in_channels
-    rgb = in_chans == 3
-    model.pretrained_cfg = model.default_cfg = {
-        "architecture": variant,
-        "input_size": (in_chans, *model.patch_embed.img_size),
-        "num_classes": model.num_classes,
-        "mean": IMAGENET_DEFAULT_MEAN if rgb else (0.5,) * in_chans,
-        "std": IMAGENET_DEFAULT_STD if rgb else (0.5,) * in_chans,
-        "interpolation": "bicubic",
-        "crop_pct": 0.875 if min(model.patch_embed.img_size) >= 64 else 1.0,
-        "first_conv": "patch_embed.proj",
-        "classifier": "head",
-    }
+    with torch.serialization.safe_globals([argparse.Namespace]):  # official files pickle args
+        model = build_model_with_cfg(
+            LocalViT,
+            variant,
+            pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            explicit=explicit,
+            **{**defaults, **kwargs},
+        )
+    # the cfg describes this model's input (in_chans / img_size may be overridden)
+    in_chans, img_size = model.cfg.in_chans, model.cfg.img_size
+    cfg = dict(model.pretrained_cfg)
+    if cfg["input_size"] != (in_chans, *img_size):
+        rgb = in_chans == 3
+        cfg.update(
+            input_size=(in_chans, *img_size),
+            mean=IMAGENET_DEFAULT_MEAN if rgb else (0.5,) * in_chans,
+            std=IMAGENET_DEFAULT_STD if rgb else (0.5,) * in_chans,
+            crop_pct=0.875 if min(img_size) >= 64 else 1.0,
+        )
+    cfg["num_classes"] = model.num_classes
+    model.pretrained_cfg = model.default_cfg = cfg
     return model
 
 
 _DEIT = dict(ffn="mlp", act="gelu", se="none", expansion=4.0, patch_size=16, depth=12)
 _LOCAL = dict(ffn="locality", act="hswish", se="se", expansion=4.0, patch_size=16, depth=12)
-# Small inputs (Fashion-MNIST 28x28x1, CIFAR 32x32x3): patch 4 gives a 7x7 or 8x8 map.
-_MICRO = dict(embed_dim=96, depth=6, patch_size=4, img_size=28, in_chans=1, num_classes=10)
+_MICRO = dict(embed_dim=96, depth=6, patch_size=4)
 
 
 @register_model

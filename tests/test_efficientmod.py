@@ -13,11 +13,10 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import modules  # noqa: F401  (registers the models)
-from modules.efficientmod import AttentionBlock, EfficientMod
-from modules.efficientmod_official import load_official_efficientmod
+from modules.efficientmod import AttentionBlock, EfficientMod, load_official_efficientmod
 from modules.layers.mbconv import MBConvBlock
 from modules.layers.modulation import Modulation, ModulationBlock, ModulationConfig
-from modules.toggles import ToggleError
+from modules.toggles import InertToggleError, ToggleError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference" / "official_models.csv"
 CONTEXT_PARTS = ("context_f", "context_conv", "context_act", "context_g")
@@ -92,7 +91,8 @@ def test_micro_forward_backward(size, chans, toggles):
 @pytest.mark.parametrize("toggles", [{}, {"block": "mbconv"}, {"attention": False}])
 def test_224_forward_backward(toggles):
     torch.manual_seed(0)
-    model = EfficientMod(**TINY_224, **toggles)
+    tiny = {k: v for k, v in TINY_224.items() if not (k == "attention_blocks" and toggles)}
+    model = EfficientMod(**tiny, **toggles)
     out = _check_train_step(model, torch.randn(2, 3, 224, 224))
     assert out.shape == (2, 5)
     assert model.forward_features(torch.randn(1, 3, 224, 224)).shape == (1, 7, 7, 32)
@@ -338,3 +338,102 @@ def test_official_loader_on_synthetic_checkpoint():
 def test_paper_variant_trains_at_224(variant):
     model = timm.create_model(variant, num_classes=10, drop_path_rate=0.1)
     _check_train_step(model, torch.randn(2, 3, 224, 224))
+
+
+def test_official_checkpoint_loads_through_timm(tmp_path):
+    """timm.create_model(..., pretrained=True, pretrained_cfg_overlay=dict(file=...)) renames
+    an official file's keys through checkpoint_filter_fn."""
+    cfg = dict(dims=(8, 16, 24, 40), depths=(2, 1, 3, 2), attention_blocks=(0, 0, 1, 2))
+    sd = _official_state_dict(cfg["dims"], cfg["depths"], cfg["attention_blocks"], (4,) * 4, r=3)
+    path = tmp_path / "efficientMod_xxs.pth"
+    torch.save({"state_dict": sd, "epoch": 3}, path)
+    model = timm.create_model(
+        "efficientmod_xxs",
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(path)),
+        **cfg,
+        expansion=3,
+        att_mlp_ratio=(4, 4, 4, 4),
+    )
+    reference = EfficientMod(**cfg, expansion=3)
+    load_official_efficientmod(reference, sd)
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())
+    with pytest.raises(RuntimeError, match="pretrained_cfg_overlay"):
+        timm.create_model("efficientmod_xxs", pretrained=True)
+
+
+OFF_VALUES = [
+    ("layer_scale_init", 0),
+    ("attention", False),
+    ("context_f", False),
+    ("context_conv", False),
+    ("alternate", False),
+    ("drop_rate", 0.0),
+]
+
+
+@pytest.mark.parametrize(("toggle", "value"), OFF_VALUES)
+def test_off_values_reach_the_model(toggle, value):
+    with torch.device("meta"):
+        model = timm.create_model("efficientmod_xxs", **{toggle: value})
+    assert getattr(model.cfg, toggle) == value
+    if toggle == "layer_scale_init":
+        assert not any(hasattr(m, "gamma") for m in model.modules())
+
+
+INERT = [  # (variant, toggles) -> the toggle refused
+    ("efficientmod_s_conv", dict(attention=True), "attention"),
+    ("efficientmod_s_conv", dict(attention=False), "attention"),
+    ("efficientmod_s_conv", dict(num_heads=4), "num_heads"),
+    ("efficientmod_xxs", dict(attention=False, attention_blocks=(0, 0, 1, 1)), "attention_blocks"),
+    ("efficientmod_xxs", dict(attention=False, att_mlp_ratio=(4, 4, 2, 2)), "att_mlp_ratio"),
+    ("efficientmod_xxs", dict(attention=False, num_heads=4), "num_heads"),
+    ("efficientmod_micro", dict(num_heads=4), "num_heads"),
+    ("efficientmod_micro", dict(context_conv=False, kernel_sizes=[3]), "kernel_sizes"),
+    ("efficientmod_micro", dict(expansion=1, broadcast="repeat"), "broadcast"),
+    ("efficientmod_micro", dict(expansion=1, alternate=False), "alternate"),
+    ("efficientmod_micro", dict(depths=(1, 1, 1, 1), expansion=6), "expansion"),
+    ("efficientmod_micro", dict(block="mbconv", fusion="sum"), "fusion"),
+    ("efficientmod_micro", dict(block="mbconv", broadcast="repeat"), "broadcast"),
+    ("efficientmod_micro", dict(block="mbconv", context_act=False), "context_act"),
+]
+
+
+@pytest.mark.parametrize(("name", "toggles", "refused"), INERT, ids=str)
+def test_inert_toggles_are_refused(name, toggles, refused):
+    with pytest.raises(InertToggleError) as err, torch.device("meta"):
+        timm.create_model(name, **toggles)
+    assert err.value.toggle == refused and err.value.cause
+
+
+def test_what_mbconv_still_uses():
+    """MBConv blocks are sized to the modulation block they replace: kernels, r and the context
+    parts with parameters matter; layer scale only by whether it is on."""
+    with torch.device("meta"):
+        base = timm.create_model("efficientmod_micro", block="mbconv")
+        for kwargs in (dict(kernel_sizes=[3]), dict(expansion=6), dict(context_f=False)):
+            other = timm.create_model("efficientmod_micro", block="mbconv", **kwargs)
+            assert other.toggles() != base.toggles()
+            assert _n_params(other) != _n_params(base)
+        scale = timm.create_model("efficientmod_micro", block="mbconv", layer_scale_init=1e-2)
+    assert scale.toggles() == base.toggles()
+
+
+SAME_NETWORK = [
+    ("efficientmod_micro", dict(), dict(attention_blocks=(0, 0, 0, 0))),
+    ("efficientmod_micro", dict(attention=True), dict(attention_blocks=(0, 0, 1, 1))),
+    ("efficientmod_micro", dict(kernel_sizes=7), dict(kernel_sizes=[7])),
+    ("efficientmod_micro", dict(context_conv=False), dict(context_conv=False, alternate=True)),
+    ("efficientmod_xxs", dict(att_mlp_ratio=(2, 3, 4, 4)), dict()),  # stages 1-2: no ViT blocks
+]
+
+
+@pytest.mark.parametrize(("name", "ka", "kb"), SAME_NETWORK, ids=str)
+def test_same_network_same_toggles(name, ka, kb):
+    torch.manual_seed(0)
+    a = timm.create_model(name, num_classes=10, **ka)
+    torch.manual_seed(0)
+    b = timm.create_model(name, num_classes=10, **kb)
+    assert a.toggles() == b.toggles()
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

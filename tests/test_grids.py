@@ -86,13 +86,56 @@ def test_nan_gives_diverged_and_grid_completes(workspace):
     assert df.loc[df["status"] == "diverged", "diverged_epoch"].iloc[0] == 0
 
 
-def test_failed_run_is_stored_and_grid_goes_on(workspace):
+def test_failed_run_is_stored_retried_once_and_grid_goes_on(workspace):
     # an image folder without a root raises when the run loads its data; the other cell runs
     spec = write_grid(workspace, axis="data.name: [imagefolder, synthetic]", seeds=1)
     run_grid(spec, profile="quick", progress=False)
     df = table(workspace, "test/tiny")
     assert list(df["status"]) == ["failed", "ok"]
     assert "DatasetNotFound" in df.loc[df["status"] == "failed", "error"].iloc[0]
+    study = queue.open_study("test/tiny@quick")
+    failed_id = df.loc[df["status"] == "failed", "run_id"].iloc[0]
+    attempts = queue.trials_by_run(study)[failed_id]
+    assert queue.failed_attempts(attempts) == 2  # tried, retried once, then reported
+    assert queue.counts(study)["failed"] == 1 and queue.counts(study)["done"] == 1
+
+
+def test_fresh_clone_trains_nothing(workspace):
+    """With the results tables but no runs/ (a fresh clone), a finished grid trains nothing."""
+    spec = write_grid(workspace)
+    run_grid(spec, profile="quick", progress=False)
+    first = table(workspace, "test/tiny")
+    shutil.rmtree(workspace / "runs")
+    started = time.perf_counter()
+    run_grid(spec, profile="quick", progress=False)
+    assert time.perf_counter() - started < 30
+    study = queue.open_study("test/tiny@quick")
+    assert all(t.user_attrs.get("reused") for t in study.trials)  # nothing was trained
+    again = table(workspace, "test/tiny")
+    pd.testing.assert_frame_equal(again, first)
+
+
+def test_a_run_is_shared_between_grids(workspace):
+    """Two grids that need the same configuration train it once; the second names the first."""
+    run_grid(write_grid(workspace, axis="model.depth: [1, 2]", seeds=1), "quick", progress=False)
+    other = write_grid(workspace, axis="model.depth: [2, 3]", seeds=1, name="other")
+    run_grid(other, "quick", progress=False)
+    a, b = table(workspace, "test/tiny"), table(workspace, "test/other")
+    shared = b[b["model.depth"] == 2].iloc[0]
+    twin = a[a["model.depth"] == 2].iloc[0]
+    assert shared["run_id"] == twin["run_id"] and shared["shared_from"] == "test/tiny"
+    assert shared["test_top1"] == twin["test_top1"] and shared["cell"] == "depth=2"
+    assert pd.isna(b[b["model.depth"] == 3].iloc[0]["shared_from"])
+    trained = [t for t in queue.open_study("test/other@quick").trials if "result" in t.user_attrs]
+    assert sum(not t.user_attrs.get("reused") for t in trained) == 1
+
+
+def test_export_never_drops_committed_rows(workspace):
+    spec = write_grid(workspace, seeds=2)
+    run_grid(spec, profile="quick", progress=False)
+    shutil.rmtree(workspace / "runs")
+    run_grid(spec, profile="quick", seeds=1, progress=False)  # a smaller grid than the table
+    assert len(table(workspace, "test/tiny")) == 4
 
 
 def _env(workspace: Path, **extra) -> dict:
@@ -105,6 +148,7 @@ def _env(workspace: Path, **extra) -> dict:
     )
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_resumes_from_checkpoint(workspace):
     spec = write_grid(workspace, axis="model.depth: [2]", seeds=2, epochs=6, n_train=1500)
     env = _env(workspace, ABLATE_HEARTBEAT="0.5", ABLATE_GRACE="3")
@@ -143,6 +187,7 @@ def test_kill_9_then_rerun_resumes_from_checkpoint(workspace):
     assert (df["epochs_run"] == 6).all()
 
 
+@pytest.mark.slow
 def test_two_workers_never_run_a_run_twice(workspace):
     spec = write_grid(workspace, axis="model.depth: [1, 2, 3]", seeds=2)
     out = subprocess.run(

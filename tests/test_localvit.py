@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,10 +24,11 @@ from modules.localvit import (
     LocalViT,
     MlpFFN,
     TokenBatchNorm,
+    convert_official_localvit,
+    load_official_localvit,
     resolve_layers,
 )
-from modules.localvit_official import convert_official_localvit, load_official_localvit
-from modules.toggles import ToggleError
+from modules.toggles import InertToggleError, ToggleError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference" / "official_models.csv"
 
@@ -63,13 +65,34 @@ TOGGLES = [("ffn", v) for v in ("mlp", "conv1x1", "locality")] + [
 ]
 
 
+# DeiT (ffn=mlp, act=gelu): the locality toggles and the placement do nothing there
+DEIT_INERT = {"dwconv", "kernel_size", "se", "se_reduction", "se_gate", "layers"}
+# values that spell the variant's default network
+SAME_AS_DEFAULT = {
+    "localvit_micro": {("ffn", "locality"), ("act", "hswish"), ("se", "se"), ("layers", "all")}
+    | {("se_gate", "hard_sigmoid")},
+    "deit_micro": {("ffn", "mlp"), ("act", "gelu")},
+}
+
+
 @pytest.mark.parametrize("name", ["localvit_micro", "deit_micro"])
 @pytest.mark.parametrize(("toggle", "value"), TOGGLES)
-def test_every_toggle_builds(name, toggle, value):
-    model = timm.create_model(name, **{**SMALL, "se_reduction": 24, toggle: value})
+def test_every_toggle_builds_and_changes_the_network(name, toggle, value):
+    if name == "deit_micro" and toggle in DEIT_INERT:
+        with pytest.raises(InertToggleError) as err:
+            timm.create_model(name, **{**SMALL, toggle: value})
+        assert err.value.toggle == toggle
+        return
+    extra = {"se_reduction": 12} if (name, toggle) == ("localvit_micro", "expansion") else {}
+    model = timm.create_model(name, **{**SMALL, **extra, toggle: value})
+    assert getattr(model.cfg, toggle) == value
     out = _forward(model)
     assert out.shape == (2, 5)
     assert torch.isfinite(out).all()
+    with torch.device("meta"):
+        default = timm.create_model(name, **SMALL, **extra).toggles()
+    same = (toggle, value if not isinstance(value, list) else None) in SAME_AS_DEFAULT[name]
+    assert (model.toggles() == default) == same
 
 
 # --- forward and backward at every input size ------------------------------------------------
@@ -114,7 +137,7 @@ def test_forward_backward_every_parameter_learns(name, kwargs):
 
 @pytest.mark.parametrize("name", ["localvit_micro", "deit_micro"])
 def test_mixed_precision_forward_backward(name):
-    model = timm.create_model(name, se="eca" if name == "localvit_micro" else "none").train()
+    model = timm.create_model(name, **({"se": "eca"} if name == "localvit_micro" else {})).train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = _forward(model, batch=4)
     out.float().sum().backward()
@@ -133,8 +156,11 @@ def test_micro_defaults_and_timm_kwargs():
     )
     assert _forward(model, (32, 32), 3).shape == (2, 100)
     assert model.pretrained_cfg["input_size"] == (3, 32, 32)
-    with pytest.raises(RuntimeError, match="load_official_localvit"):
+    with pytest.raises(RuntimeError, match="pretrained_cfg_overlay"):
         timm.create_model("localvit_tiny", pretrained=True)
+    for name in ("localvit_tiny", "localvit_micro", "deit_micro", "deit_small_ablate"):
+        cfg = timm.models.get_pretrained_cfg(name)
+        assert cfg.fixed_input_size and cfg.first_conv == "patch_embed.proj"
 
 
 def test_own_names_do_not_shadow_timm():
@@ -482,6 +508,7 @@ OFFICIAL_VARIANTS = [
 @pytest.mark.parametrize("training", [False, True])
 def test_official_checkpoint_gives_identical_outputs(ffn, training):
     source = _randomise(_OfficialLocalViT(**ffn)).train(training)
+    reduction = {"se_reduction": 4} if ffn.get("se", "se") == "se" else {}
     model = LocalViT(
         img_size=32,
         patch_size=8,
@@ -489,8 +516,8 @@ def test_official_checkpoint_gives_identical_outputs(ffn, training):
         embed_dim=16,
         depth=2,
         heads=2,
-        se_reduction=4,
         act="hswish",
+        **reduction,
         **ffn,
     ).train(training)
     load_official_localvit(model, source.state_dict())  # strict: every key used, none missing
@@ -557,3 +584,133 @@ def test_timm_deit_weights_load_into_deit_ablate():
     )
     x = torch.randn(2, 3, 32, 32)
     assert torch.allclose(model.eval()(x), source(x), atol=1e-5)
+
+
+def test_official_checkpoint_loads_through_timm(tmp_path):
+    """timm.create_model(..., pretrained=True, pretrained_cfg_overlay=dict(file=...)) converts
+    an official file (with its pickled training args) through checkpoint_filter_fn."""
+    source = _randomise(_OfficialLocalViT()).eval()
+    path = tmp_path / "localvit_t.pth"
+    torch.save({"model": source.state_dict(), "args": argparse.Namespace(lr=5e-4)}, path)
+    model = timm.create_model(
+        "localvit_tiny",
+        pretrained=True,
+        pretrained_cfg_overlay=dict(file=str(path), num_classes=5),
+        **dict(img_size=32, patch_size=8, num_classes=5, embed_dim=16, depth=2, heads=2),
+        se_reduction=4,
+    ).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), source(x), rtol=0, atol=1e-4)
+
+
+# --- None-free toggles, inert toggles, run identity ----------------------------------------------
+
+OFF_VALUES = [  # every "off" (and a few other values) must survive timm's None filter
+    ("se_gate", "auto"),
+    ("se", "none"),
+    ("dwconv", False),
+    ("layers", "none"),
+    ("ffn", "mlp"),
+    ("drop_rate", 0.0),
+    ("qkv_bias", False),
+    ("global_pool", "avg"),
+]
+
+
+@pytest.mark.parametrize(("toggle", "value"), OFF_VALUES)
+def test_toggle_values_reach_the_model(toggle, value):
+    with torch.device("meta"):
+        model = timm.create_model("localvit_micro", **{toggle: value})
+    assert getattr(model.cfg, toggle) == value
+
+
+INERT = [  # (variant, toggles) -> the toggle refused
+    ("localvit_micro", dict(ffn="mlp", se="eca"), "se"),
+    ("localvit_micro", dict(ffn="mlp", se_reduction=4), "se_reduction"),
+    ("localvit_micro", dict(ffn="mlp", se_gate="sigmoid"), "se_gate"),
+    ("localvit_micro", dict(ffn="mlp", dwconv=False), "dwconv"),
+    ("localvit_micro", dict(ffn="mlp", kernel_size=5), "kernel_size"),
+    ("localvit_micro", dict(se="none", se_reduction=4), "se_reduction"),
+    ("localvit_micro", dict(se="none", se_gate="sigmoid"), "se_gate"),
+    ("localvit_micro", dict(se="eca", se_reduction=4), "se_reduction"),
+    ("localvit_micro", dict(dwconv=False, kernel_size=5), "kernel_size"),
+    ("localvit_micro", dict(ffn="conv1x1", kernel_size=3), "kernel_size"),
+    ("localvit_micro", dict(ffn="conv1x1", dwconv=False), "dwconv"),
+    ("localvit_micro", dict(layers="none", act="relu6"), "act"),
+    ("localvit_micro", dict(layers=[], ffn="conv1x1"), "ffn"),
+    ("localvit_micro", dict(layers="none", se="eca"), "se"),
+    ("localvit_micro", dict(ffn="mlp", act="gelu", layers="low"), "layers"),
+    ("deit_micro", dict(layers="low"), "layers"),
+    ("deit_micro", dict(layers="none"), "layers"),
+    ("deit_micro", dict(se="none"), "se"),
+]
+
+
+@pytest.mark.parametrize(("name", "toggles", "refused"), INERT, ids=str)
+def test_inert_toggles_are_refused(name, toggles, refused):
+    with pytest.raises(InertToggleError) as err, torch.device("meta"):
+        timm.create_model(name, **toggles)
+    assert err.value.toggle == refused
+    # the same setting as a variant default (not passed) is fine, and None in toggles()
+    with torch.device("meta"):
+        cfg = replace(timm.create_model(name).cfg, **toggles)
+    assert refused in cfg.inert()
+    assert cfg.toggles()[refused] is None or refused == "layers"
+
+
+def test_not_inert_where_it_matters():
+    with torch.device("meta"):
+        timm.create_model("deit_micro", act="relu6", layers="low")  # ReLU6 MLP in blocks 0-1
+        timm.create_model("localvit_micro", ffn="mlp")  # h-swish MLP everywhere
+        timm.create_model("localvit_micro", layers="none", expansion=2)  # DeiT MLP width
+
+
+SAME_NETWORK = [  # pairs of spellings of one network
+    ("localvit_micro", dict(ffn="conv1x1"), "localvit_micro", dict(dwconv=False)),
+    ("localvit_micro", dict(), "localvit_micro", dict(se_gate="hard_sigmoid")),
+    ("localvit_micro", dict(se="eca"), "localvit_micro", dict(se="eca", se_gate="sigmoid")),
+    ("localvit_micro", dict(), "localvit_micro", dict(layers=[0, 1, 2, 3, 4, 5])),
+    ("localvit_micro", dict(layers="low"), "localvit_micro", dict(layers="0,1")),
+    ("localvit_micro", dict(), "localvit_micro", dict(img_size=(28, 28))),
+    ("deit_micro", dict(), "localvit_micro", dict(layers="none")),
+    ("deit_micro", dict(), "localvit_micro", dict(ffn="mlp", act="gelu")),
+    ("deit_micro", dict(expansion=2), "localvit_micro", dict(layers=[], expansion=2)),
+]
+
+
+@pytest.mark.parametrize(("a", "ka", "b", "kb"), SAME_NETWORK, ids=str)
+def test_same_network_same_toggles(a, ka, b, kb):
+    torch.manual_seed(0)
+    ma = timm.create_model(a, **ka).eval()
+    torch.manual_seed(0)
+    mb = timm.create_model(b, **kb).eval()
+    assert ma.toggles() == mb.toggles()
+    sa, sb = ma.state_dict(), mb.state_dict()
+    assert {k: v.shape for k, v in sa.items()} == {k: v.shape for k, v in sb.items()}
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)  # same init order, same seed
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(ma(x), mb(x))
+
+
+def test_different_networks_different_toggles():
+    with torch.device("meta"):
+        base = timm.create_model("localvit_micro").toggles()
+        for kwargs in (
+            dict(ffn="conv1x1"),
+            dict(se="eca"),
+            dict(se_gate="sigmoid"),
+            dict(layers="low"),
+        ):
+            assert timm.create_model("localvit_micro", **kwargs).toggles() != base
+        deit = timm.create_model("deit_micro").toggles()
+        assert timm.create_model("deit_micro", act="relu6").toggles() != deit
+    assert deit["layers"] == [] and deit["ffn"] is None and deit["expansion"] == 4.0
+
+
+def test_default_networks_unchanged():
+    """Fixed numbers of the default micro networks (seed 0): init order and structure kept."""
+    for name, expected in (("localvit_micro", 726_562), ("deit_micro", 678_730)):
+        torch.manual_seed(0)
+        model = timm.create_model(name)
+        assert sum(p.numel() for p in model.parameters()) == expected

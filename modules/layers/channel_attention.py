@@ -72,14 +72,15 @@ class EfficientChannelAttention(EcaModule):
 
 
 def create_channel_attention(
-    kind: str, channels: int, reduction: int = 4, gate: str | None = None
+    kind: str, channels: int, reduction: int = 4, gate: str = "auto"
 ) -> nn.Module:
-    """Build channel attention ``kind`` for ``channels``; ``gate=None`` is LocalViT's default."""
+    """Build channel attention ``kind`` for ``channels``; ``gate="auto"`` is LocalViT's default
+    (SE: hard sigmoid, ECA: sigmoid). ECA has no reduction: ``reduction`` is unused there."""
     if kind == "none":
         return nn.Identity()
     if kind not in DEFAULT_GATE:
         raise ValueError(f"unknown channel attention {kind!r}; allowed: {CHANNEL_ATTENTION}")
-    gate = gate or DEFAULT_GATE[kind]
+    gate = DEFAULT_GATE[kind] if gate == "auto" else gate
     if kind == "se":
         squeeze = channels // reduction
         if squeeze < 1:

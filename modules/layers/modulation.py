@@ -26,20 +26,13 @@ import torch
 from timm.layers import DropPath, LayerNorm, LayerScale
 from torch import nn
 
-from modules.toggles import ToggleError, check_bool, check_choice, check_int
+from modules.toggles import ToggleError, check_bool, check_choice, check_int, check_rate
 
 FUSIONS = ("mul", "sum")
 BROADCASTS = ("repeat", "reshape")
 
 # The official code uses nn.LayerNorm's default eps (timm's LayerNorm defaults to 1e-6).
 LN_EPS = 1e-5
-
-
-def check_rate(toggle: str, value) -> float:
-    """A probability such as a drop-path rate: a number in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ToggleError(toggle, value, "a number in [0, 1)")
-    return float(value)
 
 
 def check_kernel_sizes(value) -> tuple[int, ...]:
@@ -54,29 +47,24 @@ def check_kernel_sizes(value) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def check_layer_scale(value) -> float | None:
-    """Layer-scale init value; None switches layer scale off."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ToggleError("layer_scale_init", value, "a number > 0, or None for no layer scale")
+def check_layer_scale(value) -> float:
+    """Layer-scale init value; 0 switches layer scale off (never None: timm drops None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ToggleError("layer_scale_init", value, "a number > 0, or 0 for no layer scale")
     return float(value)
 
 
-@dataclass(frozen=True)
-class ModulationConfig:
-    """Toggles of one modulation block, named as in the paper.
+@dataclass(frozen=True, kw_only=True)
+class ModulationToggles:
+    """The toggles of the modulation block that a backbone passes to every block unchanged.
 
-    dim: channels C. expansion: r, the value width is r*C (the official stages alternate
-    r = 1 and r). kernel_sizes: depth-wise kernels of the context branch, summed after the
-    activation (appendix L). context_f / context_conv / context_act / context_g: the four
-    parts of the context branch. fusion: how context meets value, 'mul' (the paper) or 'sum'.
-    broadcast: 'repeat' tiles the context r times (official) or 'reshape' views the value as
-    (r, C) (no copy). layer_scale_init: gamma init (None: off). drop_path: stochastic depth.
+    kernel_sizes: depth-wise kernels of the context branch, summed after the activation
+    (appendix L). context_f / context_conv / context_act / context_g: the four parts of the
+    context branch. fusion: how context meets value, 'mul' (the paper) or 'sum'. broadcast:
+    'repeat' tiles the context r times (official) or 'reshape' views the value as (r, C) (no
+    copy; the same numbers). layer_scale_init: gamma init (0: no layer scale).
     """
 
-    dim: int
-    expansion: int = 1
     kernel_sizes: tuple[int, ...] = (7,)
     context_f: bool = True
     context_conv: bool = True
@@ -84,23 +72,42 @@ class ModulationConfig:
     context_g: bool = True
     fusion: str = "mul"
     broadcast: str = "reshape"
-    layer_scale_init: float | None = 1e-4
-    drop_path: float = 0.0
+    layer_scale_init: float = 1e-4
 
     def __post_init__(self):
-        check_int("dim", self.dim, low=1)
-        check_int("expansion", self.expansion, low=1)
         object.__setattr__(self, "kernel_sizes", check_kernel_sizes(self.kernel_sizes))
         for name in ("context_f", "context_conv", "context_act", "context_g"):
             check_bool(name, getattr(self, name))
         check_choice("fusion", self.fusion, FUSIONS)
         check_choice("broadcast", self.broadcast, BROADCASTS)
         object.__setattr__(self, "layer_scale_init", check_layer_scale(self.layer_scale_init))
-        object.__setattr__(self, "drop_path", check_rate("drop_path", self.drop_path))
 
     @classmethod
     def toggle_names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return tuple(f.name for f in fields(ModulationToggles))
+
+    def block_toggles(self) -> dict:
+        """These toggles' values, to build a :class:`ModulationConfig` from a larger config."""
+        return {name: getattr(self, name) for name in ModulationToggles.toggle_names()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModulationConfig(ModulationToggles):
+    """Toggles of one modulation block, named as in the paper (keyword-only).
+
+    dim: channels C. expansion: r, the value width is r*C (the official stages alternate
+    r = 1 and r). drop_path: stochastic depth. The rest: :class:`ModulationToggles`.
+    """
+
+    dim: int
+    expansion: int = 1
+    drop_path: float = 0.0
+
+    def __post_init__(self):
+        check_int("dim", self.dim, low=1)
+        check_int("expansion", self.expansion, low=1)
+        super().__post_init__()
+        object.__setattr__(self, "drop_path", check_rate("drop_path", self.drop_path))
 
 
 class ContextBranch(nn.Module):
@@ -177,7 +184,7 @@ class ModulationBlock(nn.Module):
         self.norm = LayerNorm(cfg.dim, eps=LN_EPS)
         self.mixer = Modulation(cfg)
         init = cfg.layer_scale_init
-        self.layer_scale = LayerScale(cfg.dim, init) if init is not None else nn.Identity()
+        self.layer_scale = LayerScale(cfg.dim, init) if init > 0 else nn.Identity()
         self.drop_path = DropPath(cfg.drop_path) if cfg.drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

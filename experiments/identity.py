@@ -1,0 +1,104 @@
+"""The identity of a run: the hash of its fully resolved configuration and seed.
+
+Two runs that would train the same network on the same data with the same recipe and seed
+are one run, however their grids spell them: the model part is what the built model reports
+(``type(model).__name__`` and ``model.toggles()``, every default filled in and every inert
+toggle ``None``), and the data and train parts are their dataclasses with every default
+filled in. Keys that cannot change a number (where data lives, how long throughput is timed,
+the evaluation batch) are left out. ``NUMERICS_VERSION`` is bumped by a change of the code
+that changes the numbers of an unchanged configuration, so old results are not reused then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+from typing import Any
+
+NUMERICS_VERSION = 1
+NOT_IDENTITY = {
+    "data": ("root", "download", "eval_batch_size"),
+    "train": ("bench_seconds",),
+}
+
+
+def _plain(value: Any) -> Any:
+    """JSON-stable values: tuples become lists, floats that are integers stay floats."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+@functools.lru_cache(maxsize=512)
+def _resolved_model(model_json: str, num_classes: int, in_chans: int, img_size: int) -> str:
+    import torch
+
+    from experiments.lit import create_model
+
+    model = json.loads(model_json)
+    name = model.pop("name")
+    with torch.device("meta"):
+        net = create_model(name, num_classes, in_chans, img_size, **model)
+    if hasattr(net, "toggles"):
+        out = {"arch": type(net).__name__, **net.toggles()}
+    else:  # a timm model without toggles(): its name and the toggles as written
+        out = {"arch": name, **model, "num_classes": num_classes, "in_chans": in_chans}
+    return json.dumps(_plain(out), sort_keys=True, default=str)
+
+
+def resolve_model(model: dict, num_classes: int, in_chans: int, img_size: int) -> dict:
+    """The model part of the identity: what the built model says it is."""
+    key = json.dumps(_plain(model), sort_keys=True, default=str)
+    return json.loads(_resolved_model(key, num_classes, in_chans, img_size))
+
+
+def _typed(obj) -> dict:
+    """A config dataclass as a dict, ints in float fields as floats (``lr: 1`` == ``lr: 1.0``)."""
+    import typing
+
+    hints = typing.get_type_hints(type(obj))
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        tp = hints[f.name]
+        takes_float = tp is float or float in typing.get_args(tp)
+        takes_int = tp is int or int in typing.get_args(tp)
+        if takes_float and not takes_int and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        out[f.name] = value
+    return out
+
+
+def resolve(config: dict) -> dict:
+    """``{"model", "data", "train"}`` as written -> the same with every default resolved."""
+    from experiments.data import DataConfig, data_info, resolve_val_size
+    from experiments.lit import TrainConfig
+
+    data = DataConfig(**config.get("data", {}))
+    train = TrainConfig(**config.get("train", {}))
+    info = data_info(data)
+    data_d = _typed(data)
+    data_d["val_size"] = resolve_val_size(data, info.train_size)
+    model = dict(config["model"])
+    if train.drop_path and "drop_path_rate" not in model:  # as ClassificationModule does
+        model["drop_path_rate"] = train.drop_path
+    resolved = {
+        "model": resolve_model(model, info.num_classes or 10, info.channels, info.size),
+        "data": {k: v for k, v in data_d.items() if k not in NOT_IDENTITY["data"]},
+        "train": {k: v for k, v in _typed(train).items() if k not in NOT_IDENTITY["train"]},
+    }
+    return _plain(resolved)
+
+
+def run_id(config: dict, seed: int) -> str:
+    """A stable 12-hex id of the resolved configuration, the seed and the numerics version."""
+    text = json.dumps(
+        {"config": resolve(config), "seed": seed, "numerics": NUMERICS_VERSION},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha1(text.encode()).hexdigest()[:12]

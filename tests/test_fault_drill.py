@@ -1,0 +1,84 @@
+"""The fault drill: a grid whose workers are killed with SIGKILL at random moments, then run
+again to the end, loses no run, trains none twice into the table, and ends with the same
+numbers, bit for bit, as a grid that was never interrupted (same threads per run)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, cli
+from test_grids import write_grid
+
+METRICS = ["test_top1", "test_top5", "test_loss", "val_top1", "best_val_top1", "epochs_run"]
+
+
+def _env(workspace: Path) -> dict:
+    return dict(
+        os.environ,
+        ABLATE_RUNS=str(workspace / "runs"),
+        ABLATE_RESULTS=str(workspace / "results"),
+        ABLATE_HEARTBEAT="0.5",
+        ABLATE_GRACE="3",
+        PYTHONPATH=str(ROOT),
+    )
+
+
+def _workers(parent: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _grid(workspace: Path) -> Path:
+    return write_grid(workspace, axis="model.depth: [1, 2, 3]", seeds=2, epochs=4, n_train=1200)
+
+
+def _start(workspace: Path, spec: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        cli("run", str(spec), "--workers", "2", "--no-progress"),
+        cwd=workspace,
+        env=_env(workspace),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_fault_drill(tmp_path):
+    rng = random.Random(int(os.environ.get("DRILL_SEED", time.time())))
+    reference, drilled = tmp_path / "reference", tmp_path / "drilled"
+    for ws in (reference, drilled):
+        ws.mkdir()
+    _start(reference, _grid(reference)).wait(timeout=900)
+
+    spec = _grid(drilled)
+    proc, kills, started = _start(drilled, spec), 0, time.time()
+    for moment in sorted(rng.uniform(3, 20) for _ in range(3)):
+        time.sleep(max(0.0, started + moment - time.time()))
+        if proc.poll() is not None:  # both workers dead or the queue empty: start again
+            proc = _start(drilled, spec)
+            time.sleep(2)
+        workers = _workers(proc.pid)
+        if workers:
+            os.kill(rng.choice(workers), signal.SIGKILL)
+            kills += 1
+    proc.wait(timeout=900)
+    time.sleep(3.5)  # the killed trials' heartbeats go stale
+    _start(drilled, spec).wait(timeout=900)  # run to the end
+
+    ref = pd.read_csv(reference / "results" / "test" / "tiny.csv").set_index("run_id")
+    got = pd.read_csv(drilled / "results" / "test" / "tiny.csv").set_index("run_id")
+    print(
+        f"drill: {kills} workers killed; runs resumed from a checkpoint: "
+        f"{int((got['restart_epoch'] > 0).sum())}; rows {len(got)} of {len(ref)}"
+    )
+    assert kills == 3
+    assert got.index.is_unique and len(got) == len(ref) == 6  # none lost, none twice
+    assert (got["status"] == "ok").all()
+    pd.testing.assert_frame_equal(got.loc[ref.index, METRICS], ref[METRICS])

@@ -1,0 +1,51 @@
+"""A run's identity is its resolved configuration: spellings of one network are one run."""
+
+from __future__ import annotations
+
+from experiments.identity import resolve, run_id
+
+BASE = {
+    "model": {"name": "deit_micro", "embed_dim": 32, "depth": 2, "heads": 2},
+    "data": {"name": "synthetic", "val_size": 64},
+    "train": {"epochs": 1},
+}
+
+
+def _with(section: str, **over) -> dict:
+    cfg = {k: dict(v) for k, v in BASE.items()}
+    cfg[section].update(over)
+    return cfg
+
+
+def test_defaults_written_or_not_are_one_run():
+    assert run_id(BASE, 0) == run_id(_with("model", patch_size=4), 0)  # deit_micro's default
+    assert run_id(BASE, 0) == run_id(_with("train", lr=2e-3, warmup_epochs=0.5), 0)
+    assert run_id(BASE, 0) == run_id(_with("data", batch_size=128), 0)
+
+
+def test_int_and_float_spellings_are_one_run():
+    a = _with("train", warmup_epochs=0, lr=1)
+    b = _with("train", warmup_epochs=0.0, lr=1.0)
+    assert run_id(a, 0) == run_id(b, 0)
+
+
+def test_what_cannot_change_a_number_is_not_identity():
+    assert run_id(BASE, 0) == run_id(_with("train", bench_seconds=5.0), 0)
+    assert run_id(BASE, 0) == run_id(_with("data", eval_batch_size=7, root="elsewhere"), 0)
+
+
+def test_what_changes_the_run_changes_the_id():
+    ids = {
+        run_id(BASE, 0),
+        run_id(BASE, 1),
+        run_id(_with("model", depth=3), 0),
+        run_id(_with("train", lr=1e-3), 0),
+        run_id(_with("data", val_size=65), 0),
+    }
+    assert len(ids) == 5
+
+
+def test_model_part_is_what_the_model_reports():
+    resolved = resolve(BASE)["model"]
+    assert resolved["arch"] == "LocalViT" and resolved["depth"] == 2
+    assert resolved["in_chans"] == 1 and resolved["num_classes"] == 10  # from the data

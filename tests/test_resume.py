@@ -1,0 +1,42 @@
+"""A run killed with SIGKILL at any moment and run again ends bit-identical to one that was
+never interrupted (same thread count): data order, augmentation, dropout and the curves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent / "helpers" / "kill_run.py"
+METRICS = ("test_top1", "test_top5", "test_loss", "val_top1", "best_val_top1", "epochs_run")
+
+
+def _run(workdir: Path, moment: str | None = None) -> dict | None:
+    cmd = [sys.executable, str(SCRIPT), str(workdir)] + ([moment] if moment else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if moment:
+        assert proc.returncode == -9, proc.stderr[-2000:]  # it was killed, as planned
+        return None
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    return _run(tmp_path_factory.mktemp("whole") / "run")
+
+
+# 16 steps per epoch: step 21 is mid-epoch 2; epoch:2 is between epochs 1 and 2; test:0 is
+# inside the test pass after the last checkpoint.
+@pytest.mark.parametrize("moment", ["step:21", "epoch:2", "test:0"])
+def test_killed_run_resumes_bit_identical(uninterrupted, tmp_path, moment):
+    workdir = tmp_path / "run"
+    _run(workdir, moment)
+    resumed = _run(workdir)
+    assert resumed["restart_epoch"] >= 1  # it did resume from a checkpoint
+    for key in METRICS:
+        assert resumed[key] == uninterrupted[key], key
+    assert resumed["epochs"] == uninterrupted["epochs"]  # curves, loss for loss
