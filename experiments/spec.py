@@ -211,6 +211,8 @@ def _toggle_names(name: str, num_classes: int, in_chans: int) -> list[str]:
             model = timm.create_model(name, num_classes=num_classes, in_chans=in_chans)
     except Exception:  # noqa: BLE001 - only used to word a message
         return []
+    if hasattr(model, "toggles"):  # the project's models list every toggle they take
+        return list(model.toggles())
     params = inspect.signature(type(model).__init__).parameters
     return [p for p in params if p not in ("self", "args", "kwargs")]
 

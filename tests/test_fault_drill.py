@@ -36,7 +36,7 @@ def _workers(parent: int) -> list[int]:
 
 
 def _grid(workspace: Path) -> Path:
-    return write_grid(workspace, axis="model.depth: [1, 2, 3]", seeds=2, epochs=4, n_train=1200)
+    return write_grid(workspace, axis="model.depth: [1, 2, 3]", seeds=3, epochs=4, n_train=1200)
 
 
 def _start(workspace: Path, spec: Path) -> subprocess.Popen:
@@ -63,8 +63,11 @@ def test_fault_drill(tmp_path):
         time.sleep(max(0.0, started + moment - time.time()))
         if proc.poll() is not None:  # both workers dead or the queue empty: start again
             proc = _start(drilled, spec)
-            time.sleep(2)
-        workers = _workers(proc.pid)
+        deadline = time.time() + 60
+        while (
+            not (workers := _workers(proc.pid)) and proc.poll() is None and time.time() < deadline
+        ):
+            time.sleep(0.2)
         if workers:
             os.kill(rng.choice(workers), signal.SIGKILL)
             kills += 1
@@ -79,6 +82,6 @@ def test_fault_drill(tmp_path):
         f"{int((got['restart_epoch'] > 0).sum())}; rows {len(got)} of {len(ref)}"
     )
     assert kills == 3
-    assert got.index.is_unique and len(got) == len(ref) == 6  # none lost, none twice
+    assert got.index.is_unique and len(got) == len(ref) == 9  # none lost, none twice
     assert (got["status"] == "ok").all()
     pd.testing.assert_frame_equal(got.loc[ref.index, METRICS], ref[METRICS])

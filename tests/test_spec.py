@@ -14,7 +14,7 @@ from experiments.spec import find_specs, load_spec
 GOOD = """
 description: test
 base:
-  model: {name: localvit_micro, ffn: locality}
+  model: {name: localvit_micro, heads: 3}
   data: {name: synthetic}
   train: {epochs: 1}
 axes:
@@ -47,14 +47,29 @@ BAD = {
         "odd",
     ),
     "heads not dividing": (
-        GOOD.replace("ffn: locality", "ffn: locality, heads: 5"),
+        GOOD.replace("heads: 3", "heads: 5"),
         "heads",
         "divisor",
     ),
     "unknown toggle": (
-        GOOD.replace("ffn: locality", "ffn: locality, colour: red"),
+        GOOD.replace("heads: 3", "heads: 3, colour: red"),
         "base.model.colour",
         "dwconv",
+    ),
+    "inert toggle": (
+        GOOD.replace("heads: 3", "heads: 3, ffn: locality"),
+        "base.model.ffn",
+        "no effect with layers",
+    ),
+    "validation split larger than the data": (
+        GOOD.replace("name: synthetic", "name: synthetic, val_size: 100000000"),
+        "base.data.val_size",
+        "allowed: an integer in [0, 2000)",
+    ),
+    "unsafe yaml tag": (
+        GOOD.replace("description: test", "description: !!python/object/apply:os.getcwd []"),
+        "<file>",
+        "tag",
     ),
     "empty axis": (GOOD.replace("[none, low]", "[]"), "axes.model.layers", "empty"),
     "duplicate axis": (
@@ -98,7 +113,7 @@ def test_exit_status_is_2_from_the_shell(tmp_path):
 
 def test_expansion_ids_are_stable_and_distinct(tmp_path):
     (tmp_path / "pyproject.toml").write_text("")
-    (tmp_path / "profiles.yaml").write_text("smoke: {data: {subset: 100}}\n")
+    (tmp_path / "profiles.yaml").write_text("smoke: {data: {subset: 1000}}\n")
     path = tmp_path / "good.yaml"
     path.write_text(GOOD)
     a, b = load_spec(path).expand("quick"), load_spec(path).expand("quick")
