@@ -36,7 +36,7 @@ def _workers(parent: int) -> list[int]:
 
 
 def _grid(workspace: Path) -> Path:
-    return write_grid(workspace, axis="model.depth: [1, 2, 3]", seeds=3, epochs=4, n_train=1200)
+    return write_grid(workspace, axis="model.depth: [1, 2, 3]", seeds=3, epochs=5, n_train=2400)
 
 
 def _start(workspace: Path, spec: Path) -> subprocess.Popen:
@@ -55,11 +55,13 @@ def test_fault_drill(tmp_path):
     reference, drilled = tmp_path / "reference", tmp_path / "drilled"
     for ws in (reference, drilled):
         ws.mkdir()
+    begun = time.time()
     _start(reference, _grid(reference)).wait(timeout=900)
+    duration = time.time() - begun  # kill moments fall inside an uninterrupted grid's time
 
     spec = _grid(drilled)
     proc, kills, started = _start(drilled, spec), 0, time.time()
-    for moment in sorted(rng.uniform(3, 20) for _ in range(3)):
+    for moment in sorted(rng.uniform(0.15, 0.8) * duration for _ in range(3)):
         time.sleep(max(0.0, started + moment - time.time()))
         if proc.poll() is not None:  # both workers dead or the queue empty: start again
             proc = _start(drilled, spec)
