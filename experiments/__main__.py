@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from experiments.cli_values import parse_sets
+from experiments.config.sets import parse_sets
 
 
 def _train_parser(sub) -> None:
@@ -52,7 +52,7 @@ def _train_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from experiments.train import train_run
+    from experiments.run.train import train_run
 
     sets = parse_sets(args.sets)
     data = {"name": args.data, **sets["data"]}
@@ -141,7 +141,7 @@ def _grid_parsers(sub) -> None:
 def cmd_check(args) -> int:
     from pathlib import Path
 
-    from experiments.spec import find_specs, load_spec
+    from experiments.config.spec import find_specs, load_spec
 
     n = 0
     for target in args.paths:
@@ -152,7 +152,7 @@ def cmd_check(args) -> int:
                 f"ok  {path}  ({len(spec.cells())} cells x {len(spec.seeds)} seeds = {len(runs)} runs)"
             )
             n += 1
-    from experiments.sweep import load_sweep
+    from experiments.sweep.core import load_sweep
 
     for target in args.paths:
         root = Path(target)
@@ -171,7 +171,7 @@ def _set_results(args) -> None:
 
 
 def cmd_run(args) -> int:
-    from experiments.runner import run_grid
+    from experiments.run.runner import run_grid
 
     _set_results(args)
     run_grid(
@@ -188,7 +188,7 @@ def cmd_run(args) -> int:
 def cmd_worker(args) -> int:
     import torch
 
-    from experiments.runner import work
+    from experiments.run.runner import work
 
     _set_results(args)
     if os.environ.get("ABLATE_THREADS"):
@@ -200,7 +200,7 @@ def cmd_worker(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from experiments.spec import find_specs, load_spec
+    from experiments.config.spec import find_specs, load_spec
 
     for path in find_specs(args.root):
         spec = load_spec(path, build_models=False)
@@ -222,11 +222,11 @@ def _forward(module: str):
 
 
 COMMANDS = {
-    "report": _forward("experiments.report"),
-    "bench": _forward("experiments.bench"),
-    "sweep": _forward("experiments.sweep"),
-    "reproduce": _forward("experiments.reproduce"),
-    "reindex": _forward("experiments.reindex"),
+    "report": _forward("experiments.analysis.report"),
+    "bench": _forward("experiments.tools.bench"),
+    "sweep": _forward("experiments.sweep.core"),
+    "reproduce": _forward("experiments.run.reproduce"),
+    "reindex": _forward("experiments.run.reindex"),
     "train": cmd_train,
     "check": cmd_check,
     "run": cmd_run,
@@ -245,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         args = argparse.Namespace(command=argv[0], rest=argv[1:])
     else:
         args = parser.parse_args(argv)
-    from experiments.data import DatasetNotFound, DataSplitError
-    from experiments.spec import SpecError
+    from experiments.run.data import DatasetNotFound, DataSplitError
+    from experiments.config.spec import SpecError
     from modules.toggles import ToggleError
 
     try:

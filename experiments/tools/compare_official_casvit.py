@@ -22,7 +22,7 @@ einops is not installed.
 Usage (keep the checkout in the git-ignored ``.official/``, e.g.
 ``git clone https://github.com/Tianfang-Zhang/CAS-ViT .official/CAS-ViT``)::
 
-    python -m experiments.compare_official_casvit --official-repo .official/CAS-ViT
+    python -m experiments.tools.compare_official_casvit --official-repo .official/CAS-ViT
 """
 
 from __future__ import annotations
@@ -40,13 +40,13 @@ import torch
 from torch import nn
 
 import modules  # noqa: F401  (registers our models)
-from experiments.bench import step_img_s
-from experiments.official_source import (
+from experiments.tools.bench import step_img_s
+from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
 )
-from experiments.store import atomic_write_csv, provenance, results_root
+from experiments.run.store import atomic_write_csv, provenance, results_root
 from modules.casvit import checkpoint_filter_fn
 
 VARIANTS = ("xs", "s", "m", "t")

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments import store
-from experiments.runner import run_records
-from experiments.spec import DEFAULT_PROFILE, load_spec
+from experiments.run import store
+from experiments.run.runner import run_records
+from experiments.config.spec import DEFAULT_PROFILE, load_spec
 
 
 def pick(table: pd.DataFrame, runs: int, seed: int) -> pd.DataFrame:
@@ -35,7 +35,7 @@ def pick(table: pd.DataFrame, runs: int, seed: int) -> pd.DataFrame:
 def reproduce(spec_path: str, runs: int, profile: str = DEFAULT_PROFILE, seed: int = 0):
     import torch
 
-    from experiments.train import train_run
+    from experiments.run.train import train_run
 
     spec = load_spec(spec_path)
     table_path, _ = store.result_paths(spec.name, profile)

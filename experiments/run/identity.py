@@ -37,7 +37,7 @@ def _plain(value: Any) -> Any:
 def _resolved_model(model_json: str, num_classes: int, in_chans: int, img_size: int) -> str:
     import torch
 
-    from experiments.lit import create_model
+    from experiments.run.lit import create_model
 
     model = json.loads(model_json)
     name = model.pop("name")
@@ -75,8 +75,8 @@ def _typed(obj) -> dict:
 
 def resolve(config: dict) -> dict:
     """``{"model", "data", "train"}`` as written -> the same with every default resolved."""
-    from experiments.data import DataConfig, data_info, resolve_val_size
-    from experiments.lit import TrainConfig
+    from experiments.run.data import DataConfig, data_info, resolve_val_size
+    from experiments.run.lit import TrainConfig
 
     data = DataConfig(**config.get("data", {}))
     train = TrainConfig(**config.get("train", {}))

@@ -9,7 +9,7 @@ lost), and writes ``results/<paper>/<table>.csv`` and the per-epoch curves
 
 The committed tables are also the memory of what was trained: ``committed_index`` reads every
 table under ``results/``, so a run (identified by its resolved configuration, see
-``experiments.identity``) that any grid already trained is reused, with or without ``runs/``;
+``experiments.run.identity``) that any grid already trained is reused, with or without ``runs/``;
 its row in the reusing grid names the grid that trained it in ``shared_from``.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from experiments.queue import FINISHED
+from experiments.run.queue import FINISHED
 
 
 def results_root() -> Path:

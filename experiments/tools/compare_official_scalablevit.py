@@ -24,7 +24,7 @@ Rows go to ``results/bench/official_scalablevit.csv``.
 
 Usage (the checkout in the git-ignored ``.official/``)::
 
-    python -m experiments.compare_official_scalablevit --official-repo .official/ScalableViT
+    python -m experiments.tools.compare_official_scalablevit --official-repo .official/ScalableViT
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import modules  # noqa: F401  (registers our models)
-from experiments.official_source import (
+from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
 )
-from experiments.store import atomic_write_csv, provenance, results_root
+from experiments.run.store import atomic_write_csv, provenance, results_root
 from modules.scalablevit import MICRO, checkpoint_filter_fn
 
 OFFICIAL_NAMES = {"s": "scalable_vit_small", "b": "scalable_vit_base", "l": "scalable_vit_large"}

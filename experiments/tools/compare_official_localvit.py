@@ -21,7 +21,7 @@ The script
 Usage (keep the checkout in the git-ignored ``.official/``, e.g.
 ``git clone https://github.com/ofsoundof/LocalViT .official/LocalViT``)::
 
-    python -m experiments.compare_official_localvit --official-repo .official/LocalViT
+    python -m experiments.tools.compare_official_localvit --official-repo .official/LocalViT
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ import torch
 from torch import nn
 
 import modules  # noqa: F401  (registers our models)
-from experiments.bench import step_img_s
-from experiments.official_source import (
+from experiments.tools.bench import step_img_s
+from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
 )
-from experiments.store import atomic_write_csv, provenance, results_root
+from experiments.run.store import atomic_write_csv, provenance, results_root
 from modules.localvit import load_official_localvit
 
 

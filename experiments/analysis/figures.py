@@ -4,7 +4,7 @@ Why explicit Agg figures (``Figure`` + ``FigureCanvasAgg``) rather than pyplot: 
 runs headless in ``make report`` and CI, never switches a notebook's backend, and leaves no
 open figures behind; a notebook shows the returned ``Figure`` inline. Every interval drawn is
 stated in the figure (95% Student-t over seeds unless a caption says otherwise), matching the
-tables of ``experiments.analysis``.
+tables of ``experiments.analysis.stats``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments import analysis as an
+from experiments.analysis.stats import stats as an
 
 STYLE = {"style": "whitegrid", "context": "notebook"}
 VERDICT_COLORS = {

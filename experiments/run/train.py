@@ -19,7 +19,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from experiments.cost import (
+from experiments.run.cost import (
     PeakMemory,
     TrainThroughput,
     count_macs,
@@ -27,8 +27,8 @@ from experiments.cost import (
     inference_throughput,
     wall_clock,
 )
-from experiments.data import DataConfig, ImageDataModule
-from experiments.lit import ClassificationModule, DivergedError, TrainConfig
+from experiments.run.data import DataConfig, ImageDataModule
+from experiments.run.lit import ClassificationModule, DivergedError, TrainConfig
 
 CHECKPOINT = "last.ckpt"
 CURVES = "epochs.jsonl"

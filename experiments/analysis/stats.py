@@ -149,7 +149,7 @@ def load_claims(path: str | Path | None = None, ablations_dir: str | Path | None
         Path(ablations_dir) if ablations_dir else Path(__file__).resolve().parents[1] / "ablations"
     )
     if path == REFERENCE_DIR / "claims.csv" and root.is_dir():
-        from experiments.spec import EXPECTS, find_specs, load_spec
+        from experiments.config.spec import EXPECTS, find_specs, load_spec
 
         for spec_path in find_specs(root):
             spec = load_spec(spec_path, build_models=False)

@@ -2,7 +2,7 @@
 
     python -m experiments reindex [ablations/] [--results results/] [--dry-run]
 
-Run ids hash the fully resolved configuration (``experiments.identity``). Tables written
+Run ids hash the fully resolved configuration (``experiments.run.identity``). Tables written
 before that, or before a grid was rewritten, carry other ids. For each grid spec this takes
 the committed table, matches every row to the run of the current spec with the same cell and
 seed, and gives it that run's id. Rows of different grids that now share an id are one run:
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments import store
-from experiments.runner import run_records
-from experiments.spec import PROFILES, find_specs, load_spec
+from experiments.run import store
+from experiments.run.runner import run_records
+from experiments.config.spec import PROFILES, find_specs, load_spec
 
 KEEP = set(store.ID_COLUMNS)
 

@@ -18,7 +18,7 @@ out of the repository) and ours at the same config, then measures
 Usage (the checkout holds ``models/EfficientMod.py``; keep it in the git-ignored ``.official/``,
 e.g. ``git clone https://github.com/ma-xu/EfficientMod .official/EfficientMod``):
 
-    python -m experiments.compare_official_efficientmod --official-repo .official/EfficientMod \
+    python -m experiments.tools.compare_official_efficientmod --official-repo .official/EfficientMod \
         --variant xxs --img-size 224 --batch-size 16
 """
 
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import modules  # noqa: F401  (registers our models)
-from experiments.official_source import (
+from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,

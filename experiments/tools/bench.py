@@ -24,9 +24,9 @@ import timm
 import torch
 
 import modules  # noqa: F401
-from experiments.data import DataConfig, ImageDataModule, random_crop_flip
-from experiments.store import atomic_write_csv, provenance, results_root
-from experiments.train import train_run
+from experiments.run.data import DataConfig, ImageDataModule, random_crop_flip
+from experiments.run.store import atomic_write_csv, provenance, results_root
+from experiments.run.train import train_run
 
 TINY_32PX = {"img_size": 32, "patch_size": 4, "in_chans": 3}
 # (variant, baseline, toggles for both, toggles for the variant only)

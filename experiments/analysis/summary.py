@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments import analysis
+from experiments.analysis.stats import stats as analysis
 
 
 def summary_text(table: Path) -> str:

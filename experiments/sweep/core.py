@@ -44,12 +44,14 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from experiments import queue, store
-from experiments import spec as specs
-from experiments.data import DataConfig, data_info
-from experiments.identity import run_id
-from experiments.lit import TrainConfig
-from experiments.spec import SECTIONS, SpecError
+from experiments.run import queue
+
+from experiments.run import store
+from experiments.config import spec as specs
+from experiments.run.data import DataConfig, data_info
+from experiments.run.identity import run_id
+from experiments.run.lit import TrainConfig
+from experiments.config.spec import SECTIONS, SpecError
 
 TOP_KEYS = {
     "name": "text: the sweep's name (default: the file name)",
@@ -523,8 +525,8 @@ class Objective:
         return None
 
     def __call__(self, trial: optuna.Trial) -> float | list[float]:
-        from experiments.data import DatasetNotFound
-        from experiments.train import train_run
+        from experiments.run.data import DatasetNotFound
+        from experiments.run.train import train_run
 
         sweep = self.sweep
         config = sweep.sample(trial, self.base)
@@ -663,7 +665,7 @@ def start_workers(
     sweep: SweepSpec, profile: str, n: int, argv: list[str]
 ) -> list[subprocess.Popen]:
     """``n`` worker processes of this sweep; CPU threads split, one GPU each if there are GPUs."""
-    from experiments.runner import worker_env
+    from experiments.run.runner import worker_env
 
     procs = []
     for i in range(n):
@@ -713,7 +715,7 @@ def export(study: optuna.Study, path: Path, figures: bool = True) -> pd.DataFram
     df = trials_table(study)
     store.atomic_write_csv(df, path)
     if figures and not df.empty:
-        from experiments import figures as fg
+        from experiments.analysis.stats import figures as fg
 
         out = path.parent.parent / "figures" / "sweeps"
         fg.save(fg.plot_sweep(df, path.stem), out, path.stem)

@@ -21,8 +21,10 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from experiments import queue, store
-from experiments.spec import DEFAULT_PROFILE, GridSpec, load_spec
+from experiments.run import queue
+
+from experiments.run import store
+from experiments.config.spec import DEFAULT_PROFILE, GridSpec, load_spec
 
 
 def run_records(spec: GridSpec, profile: str, seeds: list[int] | None = None) -> list[dict]:
@@ -55,7 +57,7 @@ def _duplicate(study: optuna.Study, trial_number: int, run_id: str) -> bool:
 
 def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool) -> str:
     """Train one run for ``trial`` and record its result on the trial; returns the status."""
-    from experiments.train import train_run
+    from experiments.run.train import train_run
 
     workdir = queue.runs_dir() / run["grid"] / run["profile"] / run["run_id"]
     cfg = run["config"]
@@ -200,7 +202,7 @@ def run_grid(
     seed_list = list(range(seeds)) if seeds else None
     runs = run_records(spec, profile, seed_list)
     if spec.sweep:  # tune each cell's nuisance hyper-parameters first, then compare at the best
-        from experiments.sweep import apply_tuned, tune_cells
+        from experiments.sweep.core import apply_tuned, tune_cells
 
         runs = apply_tuned(runs, tune_cells(spec, profile, storage))
     study = queue.open_study(queue.study_name(spec.name, profile), storage)
@@ -245,7 +247,7 @@ def run_grid(
         raise
     table = store.export(study, spec.name, profile, results_dir)
     if table is not None:
-        from experiments.summary import print_summary
+        from experiments.analysis.summary import print_summary
 
         print_summary(table)
     return table

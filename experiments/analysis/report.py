@@ -2,7 +2,7 @@
 
 Why a generated Markdown report: it is the diffable, reviewable view of the results that
 lives next to the tables in git; the notebooks are the interactive view of the same numbers
-(both call ``experiments.analysis``). The report holds no timestamps or machine paths, so
+(both call ``experiments.analysis.stats``). The report holds no timestamps or machine paths, so
 rebuilding it from unchanged tables changes nothing.
 
     python -m experiments report [--results results] [--profile quick] [--no-notebooks]
@@ -19,8 +19,8 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from experiments import analysis as an
-from experiments import figures as fg
+from experiments.analysis.stats import stats as an
+from experiments.analysis.stats import figures as fg
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"

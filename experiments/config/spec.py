@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from experiments.data import DATASETS, DataConfig, DataSplitError, check_splits, data_info
-from experiments.identity import run_id
-from experiments.lit import TrainConfig
+from experiments.run.data import DATASETS, DataConfig, DataSplitError, check_splits, data_info
+from experiments.run.identity import run_id
+from experiments.run.lit import TrainConfig
 
 SECTIONS = ("model", "data", "train")
 PROFILES = ("smoke", "quick", "paper")
@@ -230,7 +230,7 @@ def check_model(
     import torch
 
     import modules  # noqa: F401
-    from experiments.lit import create_model
+    from experiments.run.lit import create_model
     from modules.toggles import InertToggleError, ToggleError
 
     model = dict(model)
