@@ -13,6 +13,7 @@ value (a block index past the depth, heads not dividing the width) is caught her
 from __future__ import annotations
 
 import copy
+import csv
 import dataclasses
 import itertools
 import types
@@ -53,7 +54,13 @@ CLAIM_KEYS = {
     "margin": "equivalence margin in percentage points (default 0.5)",
     "source": "where the paper makes the claim",
     "note": "anything a reader of the verdict should know",
+    "paper_table": "the paper's table of the cell's published number (paper_results.csv)",
+    "paper_model": "the model row of that number in paper_results.csv",
+    "versus_table": "the paper's table of the versus cell's published number",
+    "versus_model": "the model row of that number in paper_results.csv",
 }
+# paper_results.csv, where the claims' paper_table/paper_model references point
+PAPER_RESULTS = Path(__file__).resolve().parents[2] / "results" / "reference" / "paper_results.csv"
 EXPECTS = {"better": 1, "worse": -1, "equivalent": 0}
 
 
@@ -546,7 +553,9 @@ def load_spec(path: str | Path, build_models: bool = True) -> GridSpec:
                 path, f"baseline.{axis}", f"got {baseline[axis]!r}; allowed: one of {allowed}"
             )
 
-    claims = _parse_claims(path, raw.get("claims", []), axes, raw.get("zip", False))
+    claims = _parse_claims(
+        path, raw.get("claims", []), axes, raw.get("zip", False), name.split("/")[0]
+    )
     spec = GridSpec(
         path=path,
         claims=claims,
@@ -571,7 +580,7 @@ def load_spec(path: str | Path, build_models: bool = True) -> GridSpec:
     return spec
 
 
-def _parse_claims(path, claims, axes: dict, zipped: bool) -> list[dict]:
+def _parse_claims(path, claims, axes: dict, zipped: bool, paper: str) -> list[dict]:
     """Check the ``claims:`` list: known keys, cells of this grid, a known expectation."""
     if not isinstance(claims, list):
         raise SpecError(path, "claims", TOP_KEYS["claims"])
@@ -603,8 +612,27 @@ def _parse_claims(path, claims, axes: dict, zipped: bool) -> list[dict]:
         margin = claim.get("margin", 0.5)
         if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0:
             raise SpecError(path, f"{where}.margin", f"got {margin!r}; allowed: a number > 0")
+        for side in ("paper", "versus"):
+            table, model = claim.get(f"{side}_table"), claim.get(f"{side}_model")
+            if (table is None) != (model is None):
+                missing = f"{side}_model" if model is None else f"{side}_table"
+                raise SpecError(path, f"{where}.{missing}", f"missing; {CLAIM_KEYS[missing]}")
+            if table is not None and (str(table), str(model)) not in _paper_rows(paper):
+                raise SpecError(
+                    path,
+                    f"{where}.{side}_model",
+                    f"no row {paper}/{table}/{model} in {PAPER_RESULTS.name}",
+                )
         out.append({**claim, "margin": float(margin)})
     return out
+
+
+def _paper_rows(paper: str) -> set[tuple[str, str]]:
+    """(table, model) of the paper's published numbers; empty when the file is absent."""
+    if not PAPER_RESULTS.is_file():
+        return set()
+    with PAPER_RESULTS.open() as f:
+        return {(r["table"], r["model"]) for r in csv.DictReader(f) if r["paper"] == paper}
 
 
 def _validate_resolved(spec: GridSpec, build_models: bool) -> None:
