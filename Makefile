@@ -29,14 +29,14 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed ## create .venv and install the project with its dev extras
 
 data: setup ## get Fashion-MNIST (Debian package when apt-get is usable as root, else a download into the cache)
-	@if $(PY) -c "from experiments.data import DataConfig, load_fashion_mnist; load_fashion_mnist(DataConfig())" 2>/dev/null; then \
+	@if $(PY) -c "from experiments.run.data import DataConfig, load_fashion_mnist; load_fashion_mnist(DataConfig())" 2>/dev/null; then \
 	  echo "Fashion-MNIST: found"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -z "$(DATA_DIR)" ]; then \
 	  (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)); \
 	else \
-	  $(PY) -c "from experiments.data import DataConfig, load_fashion_mnist; load_fashion_mnist(DataConfig(download=True))"; \
+	  $(PY) -c "from experiments.run.data import DataConfig, load_fashion_mnist; load_fashion_mnist(DataConfig(download=True))"; \
 	fi
-	@$(PY) -c "from experiments.data import DataConfig, load_fashion_mnist as f; tr, te, _ = f(DataConfig()); print('Fashion-MNIST:', len(tr), 'train /', len(te), 'test images')"
+	@$(PY) -c "from experiments.run.data import DataConfig, load_fashion_mnist as f; tr, te, _ = f(DataConfig()); print('Fashion-MNIST:', len(tr), 'train /', len(te), 'test images')"
 
 test: setup ## run the fast test suite (the one CI runs)
 	$(PY) -m pytest -q

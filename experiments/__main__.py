@@ -152,7 +152,7 @@ def cmd_check(args) -> int:
                 f"ok  {path}  ({len(spec.cells())} cells x {len(spec.seeds)} seeds = {len(runs)} runs)"
             )
             n += 1
-    from experiments.sweep.core import load_sweep
+    from experiments.config.sweep_spec import load_sweep
 
     for target in args.paths:
         root = Path(target)
@@ -186,13 +186,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_worker(args) -> int:
-    import torch
-
     from experiments.run.runner import work
+    from experiments.run.workers import set_worker_threads
 
     _set_results(args)
-    if os.environ.get("ABLATE_THREADS"):
-        torch.set_num_threads(int(os.environ["ABLATE_THREADS"]))
+    set_worker_threads()
     grid, _, profile = args.study.rpartition("@")
     n = work(grid, profile, args.storage, progress=not args.no_progress)
     print(f"worker {os.getpid()}: {n} run(s), queue empty", flush=True)
@@ -224,7 +222,7 @@ def _forward(module: str):
 COMMANDS = {
     "report": _forward("experiments.analysis.report"),
     "bench": _forward("experiments.tools.bench"),
-    "sweep": _forward("experiments.sweep.core"),
+    "sweep": _forward("experiments.sweep.cli"),
     "reproduce": _forward("experiments.run.reproduce"),
     "reindex": _forward("experiments.run.reindex"),
     "train": cmd_train,
@@ -245,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         args = argparse.Namespace(command=argv[0], rest=argv[1:])
     else:
         args = parser.parse_args(argv)
-    from experiments.run.data import DatasetNotFound, DataSplitError
     from experiments.config.spec import SpecError
+    from experiments.run.data import DatasetNotFound, DataSplitError
     from modules.toggles import ToggleError
 
     try:

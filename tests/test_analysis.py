@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from experiments import analysis as an
-from experiments import figures as fg
-from experiments import report
+from experiments.analysis import figures as fg
+from experiments.analysis import report
+from experiments.analysis import stats as an
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "results"

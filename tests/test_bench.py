@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments.bench import bench_models
+from experiments.tools.bench import bench_models
 
 TINY = {"embed_dim": 32, "depth": 2, "heads": 2}
 
@@ -23,7 +23,7 @@ def test_bench_models_rows_and_variant_toggles():
 
 @pytest.mark.filterwarnings("ignore:Importing from timm.models:FutureWarning")
 def test_official_file_imports_with_old_timm_paths(tmp_path):
-    from experiments.official_source import import_official_file
+    from experiments.tools.official_source import import_official_file
 
     path = tmp_path / "models" / "model.py"
     path.parent.mkdir()

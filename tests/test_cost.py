@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from experiments.cost import PeakMemory, count_macs, count_params, inference_throughput
+from experiments.run.cost import PeakMemory, count_macs, count_params, inference_throughput
 
 
 class SmallConv(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.data import (
+from experiments.run.data import (
     DataConfig,
     DatasetNotFound,
     ImageDataModule,
@@ -72,8 +72,8 @@ def test_synthetic_is_deterministic():
 
 def test_missing_dataset_message(tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "nowhere"))
-    monkeypatch.setattr("experiments.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
-    monkeypatch.setattr("experiments.data.CACHE_DIR", tmp_path / "no-cache")
+    monkeypatch.setattr("experiments.run.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr("experiments.run.data.CACHE_DIR", tmp_path / "no-cache")
     dm = ImageDataModule(DataConfig(name="fashion_mnist", root=str(tmp_path / "empty")))
     with pytest.raises(DatasetNotFound) as err:
         dm.setup()

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from conftest import ROOT, TINY_BASE, cli
 
-from experiments import queue
-from experiments.runner import run_grid
-from experiments.spec import find_specs
+from experiments.config.spec import find_specs
+from experiments.run import queue
+from experiments.run.runner import run_grid
 
 SPECS = find_specs(ROOT / "ablations")
 
@@ -55,7 +55,7 @@ def table(workspace: Path, grid: str, profile: str = "quick") -> pd.DataFrame:
 def test_every_spec_runs_in_smoke_profile(spec, workspace):
     path = run_grid(spec, profile="smoke", seeds=1, progress=False)
     df = pd.read_csv(path)
-    from experiments.spec import load_spec
+    from experiments.config.spec import load_spec
 
     cells = load_spec(spec).cells()
     assert len(df) == len(cells) and df["run_id"].is_unique

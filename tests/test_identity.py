@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from experiments.identity import resolve, run_id
+from experiments.run.identity import resolve, run_id
 
 BASE = {
     "model": {"name": "deit_micro", "embed_dim": 32, "depth": 2, "heads": 2},

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, cli
 
 from experiments.__main__ import main
-from experiments.spec import find_specs, load_spec
+from experiments.config.spec import find_specs, load_spec
 
 GOOD = """
 description: test

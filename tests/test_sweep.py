@@ -13,10 +13,13 @@ import pandas as pd
 import pytest
 from conftest import ROOT, TINY_BASE, cli
 
-from experiments import queue, sweep
 from experiments.__main__ import main
-from experiments.runner import run_grid
-from experiments.spec import SpecError
+from experiments.config.spec import SpecError
+from experiments.config.sweep_spec import load_sweep
+from experiments.run import queue
+from experiments.run.runner import run_grid
+from experiments.sweep.export import export, result_path, summary
+from experiments.sweep.study import open_study, optimize
 
 SWEEP = (
     """
@@ -82,16 +85,16 @@ def test_sweep_reaches_its_budget_and_exports(workspace):
 def test_median_pruner_prunes_a_hopeless_trial(workspace):
     pruner = "{name: median, n_startup_trials: 2, n_warmup_steps: 0}"
     path = write_sweep(workspace, space=HOPELESS, pruner=pruner, epochs=3, n_train=512)
-    spec = sweep.load_sweep(path)
-    study = sweep.open_study(spec, spec.study_name("quick"))
+    spec = load_sweep(path)
+    study = open_study(spec, spec.study_name("quick"))
     for lr in (3e-3, 3e-3, 1e-9):  # two good trials set the median, then a hopeless one
         study.enqueue_trial({"train.lr": lr})
-    study = sweep.optimize(spec, "quick")
+    study = optimize(spec, "quick")
     pruned = study.get_trials(states=(optuna.trial.TrialState.PRUNED,))
     assert [t.params["train.lr"] for t in pruned] == [1e-9]
     assert pruned[0].user_attrs["epochs_run"] < 3
     assert study.trials[1].user_attrs["duplicate_of"] == 0  # a repeated point is not retrained
-    assert "saved by pruning" in sweep.summary(study, spec)
+    assert "saved by pruning" in summary(study, spec)
 
 
 def test_kill_9_worker_then_restart_reaches_the_budget(workspace):
@@ -160,8 +163,8 @@ def test_multi_objective_sweep_returns_a_pareto_set(workspace):
         sampler="{name: nsga2, population_size: 2}",
         trials=4,
     )
-    spec = sweep.load_sweep(path)
-    study = sweep.optimize(spec, "quick")
+    spec = load_sweep(path)
+    study = optimize(spec, "quick")
     front = study.best_trials
     assert front
 
@@ -170,11 +173,11 @@ def test_multi_objective_sweep_returns_a_pareto_set(workspace):
         return acc_a >= acc_b and p_a <= p_b and (acc_a > acc_b or p_a < p_b)
 
     assert not any(dominates(a, b) for a in front for b in front)
-    df = sweep.export(study, sweep.result_path(spec.name, "quick"), figures=False)
+    df = export(study, result_path(spec.name, "quick"), figures=False)
     assert {"values_0", "values_1"} <= set(df) and (
         df["user_attrs_directions"] == "maximize;minimize"
     ).all()
-    assert "Pareto set" in sweep.summary(study, spec)
+    assert "Pareto set" in summary(study, spec)
 
 
 BAD = {
@@ -211,7 +214,7 @@ def test_bad_space_is_refused_naming_the_key(case, tmp_path, capsys):
     overrides, key = BAD[case]
     path = write_sweep(tmp_path, **overrides)
     with pytest.raises(SpecError) as err:
-        sweep.load_sweep(path)
+        load_sweep(path)
     assert err.value.key == key, err.value
     assert main(["sweep", str(path)]) == 2
     message = capsys.readouterr().err

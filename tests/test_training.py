@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from experiments.lit import cosine_with_warmup
-from experiments.train import train_run
+from experiments.run.lit import cosine_with_warmup
+from experiments.run.train import train_run
 
 MICRO = {"name": "deit_micro", "embed_dim": 48, "depth": 2, "heads": 2, "patch_size": 4}
 
@@ -53,7 +53,7 @@ def test_cosine_schedule_shape():
 
 
 def test_no_weight_decay_on_norms_biases_embeddings():
-    from experiments.lit import ClassificationModule
+    from experiments.run.lit import ClassificationModule
 
     module = ClassificationModule(
         "deit_micro", {"depth": 1}, num_classes=10, in_chans=1, img_size=28

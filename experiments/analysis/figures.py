@@ -21,7 +21,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments.analysis.stats import stats as an
+from experiments.analysis import stats as an
 
 STYLE = {"style": "whitegrid", "context": "notebook"}
 VERDICT_COLORS = {

@@ -19,12 +19,34 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from experiments.analysis.stats import stats as an
-from experiments.analysis.stats import figures as fg
+from experiments.analysis import figures as fg
+from experiments.analysis import stats as an
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
-PAPERS = ["localvit", "casvit", "scalablevit", "efficientmod"]
+PAPER_NOTEBOOK = "01_paper"  # executed once per paper, with its ``paper`` parameter
+
+
+def paper_names(ablations: Path = ROOT / "ablations") -> list[str]:
+    """The papers: the folders under ``ablations/`` that hold grid YAMLs."""
+    return (
+        sorted(d.name for d in Path(ablations).iterdir() if d.is_dir() and any(d.glob("*.yaml")))
+        if Path(ablations).is_dir()
+        else []
+    )
+
+
+def notebook_runs(notebooks_dir: Path = NOTEBOOKS) -> list[tuple[Path, str, dict]]:
+    """(notebook, name of its rendering, extra parameters): the paper notebook once per paper."""
+    runs = []
+    for path in sorted(Path(notebooks_dir).glob("*.ipynb")):
+        if path.stem == PAPER_NOTEBOOK:
+            runs += [(path, f"{path.stem}_{p}", {"paper": p}) for p in paper_names()]
+        else:
+            runs.append((path, path.stem, {}))
+    return runs
+
+
 METHODS = (
     "Mean ± 95% Student-t interval over seeds, ok runs only. Δ is the difference to the grid's "
     "baseline, paired by seed, with its 95% t-interval; p is a paired t-test (Wilcoxon "
@@ -98,7 +120,7 @@ def build_report(
     results = an.load_results(results_dir, profile=profile)
     epochs = an.load_epochs(results_dir, results=results)
     reference = an.reference_dir(results_dir)
-    claims = an.load_claims(reference / "claims.csv")
+    claims = an.load_claims(ROOT / "ablations")
     paper_results = an.load_paper_results(reference / "paper_results.csv")
     verdicts = an.check_claims(results, claims, paper_results, metric)
 
@@ -118,7 +140,8 @@ def build_report(
         paths = fg.save(fg.plot_claims(verdicts), results_dir / "figures", "claims")
         lines += [_link(paths[0], results_dir, "claims"), ""]
 
-    papers = PAPERS + sorted(set(results["paper"]) - set(PAPERS))
+    known = paper_names()
+    papers = known + sorted(set(results["paper"]) - set(known))
     for paper in papers:
         grids = an.planned_grids(paper, results, claims, ROOT / "ablations")
         if not grids:
@@ -187,19 +210,19 @@ def run_notebooks(
     html_dir = Path(html_dir) if html_dir is not None else results_dir / "html"
     html_dir.mkdir(parents=True, exist_ok=True)
     relative = os.path.relpath(results_dir, notebooks_dir)
-    paths = sorted(notebooks_dir.glob("*.ipynb"))
+    runs = notebook_runs(notebooks_dir)
     if names is not None:
-        paths = [p for p in paths if p.stem in names]
+        runs = [r for r in runs if r[0].stem in names or r[1] in names]
     failures: dict[str, str | None] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for path in paths:
-            executed = Path(tmp) / path.name
+        for path, name, extra in runs:
+            executed = Path(tmp) / f"{name}.ipynb"
             error = None
             try:
                 pm.execute_notebook(
                     str(path),
                     str(executed),
-                    parameters={"results_dir": relative, "profile": profile},
+                    parameters={"results_dir": relative, "profile": profile, **extra},
                     cwd=str(notebooks_dir),
                     kernel_name="python3",
                     progress_bar=False,
@@ -210,10 +233,10 @@ def run_notebooks(
             if executed.exists():
                 node = nbformat.read(executed, as_version=4)
                 body, _ = HTMLExporter().from_notebook_node(
-                    node, resources={"metadata": {"name": path.stem}}
+                    node, resources={"metadata": {"name": name}}
                 )
-                (html_dir / f"{path.stem}.html").write_text(_scrub(body), encoding="utf-8")
-            failures[path.stem] = error
+                (html_dir / f"{name}.html").write_text(_scrub(body), encoding="utf-8")
+            failures[name] = error
     return failures
 
 

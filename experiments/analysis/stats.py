@@ -45,7 +45,9 @@ TEXT_COLUMNS = {
         "git_sha",
     ]
 }
-REFERENCE_DIR = Path(__file__).resolve().parents[1] / "results" / "reference"
+ROOT = Path(__file__).resolve().parents[2]
+REFERENCE_DIR = ROOT / "results" / "reference"
+ABLATIONS_DIR = ROOT / "ablations"
 METRIC_LABELS = {
     "test_top1": "test top-1 (%)",
     "test_top5": "test top-5 (%)",
@@ -128,48 +130,56 @@ def load_epochs(
 
 
 def reference_dir(results_dir: str | Path | None = None) -> Path:
-    """``<results_dir>/reference`` if it holds claims.csv, else the repository's own."""
+    """``<results_dir>/reference`` if it holds paper_results.csv, else the repository's own."""
     if results_dir is not None:
         candidate = Path(results_dir) / "reference"
-        if (candidate / "claims.csv").exists():
+        if (candidate / "paper_results.csv").exists():
             return candidate
     return REFERENCE_DIR
 
 
-def load_claims(path: str | Path | None = None, ablations_dir: str | Path | None = None):
-    """The papers' qualitative claims as data (one row: cell beats versus_cell, or loses).
+CLAIM_COLUMNS = [
+    "paper",
+    "grid",
+    "claim",
+    "cell",
+    "versus_cell",
+    "expected_sign",
+    "paper_table",
+    "paper_model",
+    "versus_table",
+    "versus_model",
+    "source",
+    "note",
+]
 
-    From ``claims.csv`` and from the ``claims:`` of every grid spec (the grids of ScalableViT
-    and CAS-ViT carry theirs); ``expected_sign`` 0 is a claim of no difference.
+
+def load_claims(ablations_dir: str | Path | None = None) -> pd.DataFrame:
+    """The papers' claims as data, from the ``claims:`` of every grid spec under ``ablations/``.
+
+    One row per claim: ``cell`` beats ``versus_cell`` (``expected_sign`` 1), loses to it (-1) or
+    matches it (0); ``paper_table``/``paper_model`` (and ``versus_*``) point into
+    ``paper_results.csv`` where the paper publishes a number for the cell.
     """
-    path = Path(path) if path is not None else REFERENCE_DIR / "claims.csv"
-    claims = pd.read_csv(path, dtype=str, keep_default_na=False)
-    rows = []
-    root = (
-        Path(ablations_dir) if ablations_dir else Path(__file__).resolve().parents[1] / "ablations"
-    )
-    if path == REFERENCE_DIR / "claims.csv" and root.is_dir():
-        from experiments.config.spec import EXPECTS, find_specs, load_spec
+    from experiments.config.spec import EXPECTS, find_specs, load_spec
 
-        for spec_path in find_specs(root):
-            spec = load_spec(spec_path, build_models=False)
-            for c in spec.claims:
-                if ((claims["grid"] == spec.name) & (claims["claim"] == c["text"])).any():
-                    continue
-                rows.append(
-                    {
-                        "paper": spec.paper,
-                        "grid": spec.name,
-                        "claim": c["text"],
-                        "cell": c["cell"],
-                        "versus_cell": c["versus"],
-                        "expected_sign": str(EXPECTS[c["expect"]]),
-                        "source": c.get("source", ""),
-                        "note": c.get("note", ""),
-                    }
-                )
-    if rows:
-        claims = pd.concat([claims, pd.DataFrame(rows)], ignore_index=True).fillna("")
+    root = Path(ablations_dir) if ablations_dir else ABLATIONS_DIR
+    rows = []
+    for spec_path in find_specs(root) if root.is_dir() else []:
+        spec = load_spec(spec_path, build_models=False)
+        for c in spec.claims:
+            rows.append(
+                {
+                    "paper": spec.paper,
+                    "grid": spec.name,
+                    "claim": c["text"],
+                    "cell": c["cell"],
+                    "versus_cell": c["versus"],
+                    "expected_sign": EXPECTS[c["expect"]],
+                    **{k: str(c.get(k, "")) for k in CLAIM_COLUMNS[6:]},
+                }
+            )
+    claims = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
     claims["expected_sign"] = claims["expected_sign"].astype(int)
     return claims
 

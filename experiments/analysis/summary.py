@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from experiments.analysis.stats import stats as analysis
+from experiments.analysis import stats as analysis
 
 
 def summary_text(table: Path) -> str:

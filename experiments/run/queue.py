@@ -133,8 +133,13 @@ def is_alive(trial: optuna.trial.FrozenTrial, grace: float = GRACE_S) -> bool:
     return time.time() - beat < grace
 
 
-def fail_stale(study: optuna.Study, grace: float = GRACE_S) -> list[str]:
-    """Fail RUNNING trials whose worker stopped beating, and enqueue them again."""
+def retry_stale(study: optuna.Study, grace: float = GRACE_S) -> list[int]:
+    """Fail RUNNING trials whose worker stopped beating and put each back in the queue.
+
+    A grid's run goes back with its attributes (``retry_of`` the dead trial); a sweep's trial
+    goes back with its sampled params (``retry_of`` the first attempt, whose checkpoint the
+    retry resumes). Returns the numbers of the trials failed.
+    """
     storage = study._storage
     retried = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -145,10 +150,14 @@ def fail_stale(study: optuna.Study, grace: float = GRACE_S) -> list[str]:
                 continue
         except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
             continue  # another worker got there first
-        attrs = {k: v for k, v in t.user_attrs.items() if k not in ("heartbeat", "result")}
-        attrs["retry_of"] = t.number
-        study.add_trial(optuna.create_trial(state=TrialState.WAITING, user_attrs=attrs))
-        retried.append(attrs.get("run_id"))
+        if "run_id" in t.user_attrs:  # a grid's run
+            attrs = {k: v for k, v in t.user_attrs.items() if k not in ("heartbeat", "result")}
+            attrs["retry_of"] = t.number
+            study.add_trial(optuna.create_trial(state=TrialState.WAITING, user_attrs=attrs))
+        else:  # a sweep's sampled trial
+            root = t.user_attrs.get("retry_of", t.number)
+            study.enqueue_trial(t.params, user_attrs={"retry_of": root})
+        retried.append(t.number)
     return retried
 
 
@@ -183,7 +192,7 @@ def enqueue_runs(
     """
     finished = finished or {}
     with enqueue_lock(storage):
-        fail_stale(study)
+        retry_stale(study)
         existing = trials_by_run(study)
         added = reused = 0
         for run in runs:

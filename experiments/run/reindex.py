@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.config.spec import PROFILES, find_specs, load_spec
 from experiments.run import store
 from experiments.run.runner import run_records
-from experiments.config.spec import PROFILES, find_specs, load_spec
 
 KEEP = set(store.ID_COLUMNS)
 

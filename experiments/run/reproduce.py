@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from experiments.config.spec import DEFAULT_PROFILE, load_spec
 from experiments.run import store
 from experiments.run.runner import run_records
-from experiments.config.spec import DEFAULT_PROFILE, load_spec
 
 
 def pick(table: pd.DataFrame, runs: int, seed: int) -> pd.DataFrame:

@@ -11,7 +11,6 @@ marks the run failed (so the next ``run`` re-enqueues it and it resumes from its
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -21,10 +20,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from experiments.run import queue
-
-from experiments.run import store
 from experiments.config.spec import DEFAULT_PROFILE, GridSpec, load_spec
+from experiments.run import queue, store
+from experiments.run.workers import start_workers
 
 
 def run_records(spec: GridSpec, profile: str, seeds: list[int] | None = None) -> list[dict]:
@@ -118,7 +116,7 @@ def work(
     study = queue.open_study(queue.study_name(grid, profile), storage)
     done = 0
     while max_runs is None or done < max_runs:
-        queue.fail_stale(study)
+        queue.retry_stale(study)
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             break
         trial = study.ask()
@@ -154,38 +152,6 @@ def _grid_line(spec: GridSpec, study: optuna.Study, total: int, started: float, 
         f"[{spec.name}] runs done {c['done']}/{total}{diverged}, failed {c['failed']}, "
         f"running {c['running']}, ETA {eta}"
     )
-
-
-def worker_env(i: int, n: int) -> dict:
-    """The environment of local worker ``i`` of ``n``: a share of the CPU threads, one GPU."""
-    import torch
-
-    gpus = torch.cuda.device_count()
-    threads = max(1, (os.cpu_count() or 1) // n)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), ABLATE_THREADS=str(threads))
-    if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
-    return env
-
-
-def start_workers(grid: str, profile: str, n: int, storage: str | None) -> list[subprocess.Popen]:
-    """``n`` worker processes; CPU threads split between them, one GPU each if there are GPUs."""
-    procs = []
-    for i in range(n):
-        env = worker_env(i, n)
-        cmd = [
-            sys.executable,
-            "-m",
-            "experiments",
-            "worker",
-            "--study",
-            queue.study_name(grid, profile),
-            "--no-progress",
-        ]
-        if storage:
-            cmd += ["--storage", storage]
-        procs.append(subprocess.Popen(cmd, env=env))
-    return procs
 
 
 def run_grid(
@@ -234,7 +200,10 @@ def run_grid(
                     break
                 print(_grid_line(spec, study, total, started, done0), flush=True)
         else:
-            procs = start_workers(spec.name, profile, workers, storage)
+            argv = ["worker", "--study", queue.study_name(spec.name, profile), "--no-progress"]
+            argv += ["--storage", storage] if storage else []
+            argv += ["--results", str(results_dir)] if results_dir else []
+            procs = start_workers(workers, lambda _i: argv)
             last = None
             while any(p.poll() is None for p in procs):
                 time.sleep(5)

@@ -24,6 +24,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from experiments.config.spec import DEFAULT_PROFILE
 from experiments.run.queue import FINISHED
 
 
@@ -211,10 +212,15 @@ def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def profile_stem(name: str, profile: str) -> str:
+    """A table's file stem: ``name`` for the default profile, ``name.<profile>`` for the others."""
+    return name if profile == DEFAULT_PROFILE else f"{name}.{profile}"
+
+
 def result_paths(grid: str, profile: str, results_dir: Path | None = None) -> tuple[Path, Path]:
-    """``results/<paper>/<table>.csv`` for the quick profile; other profiles get a suffix."""
+    """``results/<paper>/<table>.csv`` for the default profile; other profiles get a suffix."""
     base = Path(results_dir or results_root()) / grid
-    stem = base.name if profile == "quick" else f"{base.name}.{profile}"
+    stem = profile_stem(base.name, profile)
     return base.with_name(stem + ".csv"), base.with_name(stem + ".epochs.csv")
 
 

@@ -40,13 +40,13 @@ import torch
 from torch import nn
 
 import modules  # noqa: F401  (registers our models)
+from experiments.run.store import atomic_write_csv, provenance, results_root
 from experiments.tools.bench import step_img_s
 from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
 )
-from experiments.run.store import atomic_write_csv, provenance, results_root
 from modules.casvit import checkpoint_filter_fn
 
 VARIANTS = ("xs", "s", "m", "t")

@@ -44,12 +44,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import modules  # noqa: F401  (registers our models)
+from experiments.run.store import atomic_write_csv, provenance, results_root
 from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
 )
-from experiments.run.store import atomic_write_csv, provenance, results_root
 from modules.scalablevit import MICRO, checkpoint_filter_fn
 
 OFFICIAL_NAMES = {"s": "scalable_vit_small", "b": "scalable_vit_base", "l": "scalable_vit_large"}

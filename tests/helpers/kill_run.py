@@ -17,7 +17,7 @@ import sys
 import lightning as L
 import torch
 
-from experiments.train import train_run
+from experiments.run.train import train_run
 
 MODEL = {"name": "deit_micro", "embed_dim": 32, "depth": 2, "heads": 2, "drop_path_rate": 0.1}
 DATA = {
