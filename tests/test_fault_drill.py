@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 from conftest import ROOT, cli
 from test_grids import write_grid
@@ -31,8 +32,16 @@ def _env(workspace: Path) -> dict:
 
 
 def _workers(parent: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+    """Live worker processes of a ``run`` (a killed one stays a zombie until reaped)."""
+    try:
+        children = psutil.Process(parent).children()
+    except psutil.NoSuchProcess:
+        return []
+    return [c.pid for c in children if c.status() != psutil.STATUS_ZOMBIE]
+
+
+def _checkpointed(workspace: Path) -> bool:
+    return any((workspace / "runs").rglob("last.ckpt"))
 
 
 def _grid(workspace: Path) -> Path:
@@ -61,8 +70,16 @@ def test_fault_drill(tmp_path):
 
     spec = _grid(drilled)
     proc, kills, started = _start(drilled, spec), 0, time.time()
-    for moment in sorted(rng.uniform(0.15, 0.8) * duration for _ in range(3)):
-        time.sleep(max(0.0, started + moment - time.time()))
+    # the first kill waits for a checkpoint, so at least one run resumes mid-way; the other
+    # two fall anywhere (mid-epoch, between epochs, in the test pass, while a row is written)
+    moments = sorted(rng.uniform(0.15, 0.8) * duration for _ in range(2))
+    for moment in [None, *moments]:
+        if moment is None:
+            while not _checkpointed(drilled) and proc.poll() is None:
+                time.sleep(0.1)
+            time.sleep(rng.uniform(0.0, 1.0))
+        else:
+            time.sleep(max(0.0, started + moment - time.time()))
         if proc.poll() is not None:  # both workers dead or the queue empty: start again
             proc = _start(drilled, spec)
         deadline = time.time() + 60

@@ -312,8 +312,12 @@ def _epoch_rows(df: pd.DataFrame) -> list[dict]:
 
 
 def relabel(row: dict, run: dict) -> dict:
-    """A finished run's row as the grid ``run`` belongs to would have written it."""
+    """A finished run's row as the grid ``run`` belongs to would have written it.
+
+    A row of the grid's own table comes back unchanged (a rerun rewrites nothing)."""
     source = row.get("shared_from") or row.get("grid")
+    if row.get("grid") == run["grid"] and row.get("cell") == run["cell"]:
+        return {**row, "shared_from": row.get("shared_from") or ""}
     out = {k: v for k, v in row.items() if not k.startswith(("model.", "data.", "train."))}
     out.update({k: run.get(k) for k in ID_COLUMNS if k in run})
     out.update(flatten(run["config"]))
