@@ -7,7 +7,30 @@ import json
 import os
 import sys
 
-from experiments.config.sets import parse_sets
+# flags whose names differ from the DataConfig field they set
+DATA_FLAG_NAMES = {"name": "--data", "root": "--data-root"}
+
+
+def _data_flags(p) -> None:
+    """One flag per field of the DataConfig schema (``--subset`` sets ``data.subset``), typed
+    by the schema when parsed; ``--set data.KEY=VALUE`` does the same."""
+    import dataclasses
+
+    from experiments.run.data import DataConfig
+
+    group = p.add_argument_group("data (fields of DataConfig; also --set data.KEY=VALUE)")
+    for f in dataclasses.fields(DataConfig):
+        if f.name == "extra":
+            continue
+        flag = DATA_FLAG_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
+        default = f.default if f.default is not dataclasses.MISSING else None
+        group.add_argument(
+            flag,
+            dest=f"data.{f.name}",
+            default=None,
+            metavar=str(f.type).split(" ")[0].upper(),
+            help=f"{f.name} ({f.type}, default {default})",
+        )
 
 
 def _train_parser(sub) -> None:
@@ -28,23 +51,8 @@ def _train_parser(sub) -> None:
         help="overrides: a bare key is a model toggle (dwconv=false, layers=low); "
         "data.KEY / train.KEY set data and recipe fields (train.lr=1e-3, data.subset=5000)",
     )
-    p.add_argument(
-        "--data",
-        default="fashion_mnist",
-        help="dataset: fashion_mnist (default), cifar10, cifar100, imagefolder, synthetic",
-    )
-    p.add_argument(
-        "--data-root", default=None, help="where the dataset lives (else the usual places)"
-    )
-    p.add_argument(
-        "--subset", type=int, default=None, help="training images, balanced over classes"
-    )
-    p.add_argument("--img-size", type=int, default=None, help="resize inputs to this size")
-    p.add_argument(
-        "--channels", type=int, default=None, choices=(1, 3), help="convert to 1 or 3 channels"
-    )
-    p.add_argument("--batch-size", type=int, default=None, help="training batch size (default 128)")
-    p.add_argument("--epochs", type=int, default=3, help="training epochs (default 3)")
+    _data_flags(p)
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 3)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, order and augmentation")
     p.add_argument("--out", default=None, help="run directory for checkpoints (resumed if present)")
@@ -52,22 +60,19 @@ def _train_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    from experiments.config.schema import parse_sets
     from experiments.run.train import train_run
 
-    sets = parse_sets(args.sets)
-    data = {"name": args.data, **sets["data"]}
-    for key, value in (
-        ("root", args.data_root),
-        ("subset", args.subset),
-        ("img_size", args.img_size),
-        ("channels", args.channels),
-        ("batch_size", args.batch_size),
-    ):
-        if value is not None:
-            data[key] = value
-    train = {"epochs": args.epochs, **sets["train"]}
-    if args.lr is not None:
-        train["lr"] = args.lr
+    flags = [f"{k}={v}" for k, v in vars(args).items() if k.startswith("data.") and v is not None]
+    flags += [
+        f"train.{k}={getattr(args, k)}" for k in ("epochs", "lr") if getattr(args, k) is not None
+    ]
+    try:
+        sets = parse_sets(flags + list(args.sets))  # --set wins over a flag
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    data, train = sets["data"], sets["train"]
     result = train_run(
         {"name": args.model, **sets["model"]},
         data,

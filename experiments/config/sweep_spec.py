@@ -4,11 +4,8 @@ meta device, so an unknown toggle fails here with a :class:`SpecError`, exit 2).
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import inspect
 import json
-import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +14,22 @@ from typing import Any
 import optuna
 
 from experiments.config import spec as specs
-from experiments.config.spec import SECTIONS, SpecError
+from experiments.config.schema import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    SECTIONS,
+    SpecError,
+    field_names,
+    get_dotted,
+    typed_section,
+    with_dotted,
+)
+from experiments.config.toplevel import COMMON_KEYS, SpecBase, parse_top
 from experiments.run.data import DataConfig, data_info
-from experiments.run.lit import TrainConfig
 
 TOP_KEYS = {
+    **COMMON_KEYS,
     "name": "text: the sweep's name (default: the file name)",
-    "description": "text: one line",
     "base": "mapping with model, data, train: the configuration every trial starts from",
     "space": "mapping of a dotted key (train.lr) to {type: float|int|categorical, ...}",
     "objectives": "list of {metric, direction}, e.g. {metric: best_val_top1, direction: maximize}",
@@ -31,7 +37,6 @@ TOP_KEYS = {
     "pruner": "median, hyperband, successive_halving or none, or {name: ..., <argument>: value}",
     "budget": "mapping with trials (an integer >= 1) and/or timeout_s (seconds > 0)",
     "profile": "smoke, quick or paper: the default compute profile",
-    "profiles": "mapping of smoke/quick/paper to overrides of base",
     "seed": "an integer: seeds the sampler and every trial's training",
 }
 SAMPLERS = {
@@ -96,7 +101,7 @@ class Param:
         return [json.dumps(c) if isinstance(c, list) else c for c in self.choices]
 
     def active(self, config: dict) -> bool:
-        return all(_get(config, k) in values for k, values in self.when.items())
+        return all(get_dotted(config, k) in values for k, values in self.when.items())
 
     def suggest(self, trial: optuna.Trial) -> Any:
         if self.type == "float":
@@ -118,11 +123,7 @@ class Param:
 
 
 @dataclass
-class SweepSpec:
-    path: Path
-    name: str
-    description: str
-    base: dict
+class SweepSpec(SpecBase):
     space: list[Param]
     objectives: list[tuple[str, str]]  # (metric, direction)
     sampler: tuple[str, dict]
@@ -131,8 +132,6 @@ class SweepSpec:
     timeout_s: float | None
     profile: str
     seed: int
-    profiles: dict
-    profile_defaults: dict
 
     @property
     def metrics(self) -> list[str]:
@@ -150,27 +149,17 @@ class SweepSpec:
     def study_name(self, profile: str) -> str:
         return f"sweep/{self.name}@{profile}"
 
-    def resolved_base(self, profile: str) -> dict:
-        base = specs.deep_merge({s: {} for s in SECTIONS}, self.base)
-        base = specs.deep_merge(base, self.profile_defaults.get(profile, {}))
-        return specs.deep_merge(base, self.profiles.get(profile, {}))
-
     def sample(self, trial: optuna.Trial, base: dict) -> dict:
         """The trial's configuration: ``base`` with every active parameter suggested."""
-        config = copy.deepcopy(base)
+        config = base
         for p in self.space:
             if p.active(config):
-                specs.set_dotted(config, p.key, p.suggest(trial))
-        return config
+                config = with_dotted(config, {p.key: p.suggest(trial)})
+        return with_dotted(config, {})
 
     def decode(self, params: dict) -> dict:
         by_key = {p.key: p for p in self.space}
         return {k: by_key[k].decode(v) if k in by_key else v for k, v in params.items()}
-
-
-def _get(config: dict, key: str) -> Any:
-    section, _, name = key.partition(".")
-    return config.get(section, {}).get(name)
 
 
 def _is_number(x: Any) -> bool:
@@ -300,23 +289,10 @@ def _parse_budget(path, raw: Any) -> tuple[int | None, float | None]:
 def load_sweep(path: str | Path, build_models: bool = True) -> SweepSpec:
     """Load and fully validate one sweep spec."""
     path = Path(path)
-    raw = specs.load_mapping(path, TOP_KEYS, ("base", "space", "budget"), "sweep spec")
-    for key in ("name", "description"):
-        if key in raw and not isinstance(raw[key], str):
-            raise SpecError(path, key, f"got {raw[key]!r}; allowed: text")
-    specs._check_sections(path, "base", raw["base"])
-    if "name" not in raw["base"].get("model", {}):
-        raise SpecError(path, "base.model.name", "missing; allowed: a timm model name")
-    profiles = raw.get("profiles") or {}
-    if not isinstance(profiles, dict):
-        raise SpecError(path, "profiles", TOP_KEYS["profiles"])
-    for prof, over in profiles.items():
-        if prof not in specs.PROFILES:
-            raise SpecError(path, f"profiles.{prof}", f"allowed: {', '.join(specs.PROFILES)}")
-        specs._check_sections(path, f"profiles.{prof}", over or {})
-    profile = raw.get("profile", specs.DEFAULT_PROFILE)
-    if profile not in specs.PROFILES:
-        raise SpecError(path, "profile", f"got {profile!r}; allowed: {', '.join(specs.PROFILES)}")
+    raw, common = parse_top(path, TOP_KEYS, ("base", "space", "budget"), "sweep spec", path.stem)
+    profile = raw.get("profile", DEFAULT_PROFILE)
+    if profile not in PROFILES:
+        raise SpecError(path, "profile", f"got {profile!r}; allowed: {', '.join(PROFILES)}")
     seed = raw.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise SpecError(path, "seed", f"got {seed!r}; allowed: an integer")
@@ -344,10 +320,7 @@ def load_sweep(path: str | Path, build_models: bool = True) -> SweepSpec:
         )
     trials, timeout = _parse_budget(path, raw["budget"])
     sweep = SweepSpec(
-        path=path,
-        name=raw.get("name", path.stem),
-        description=raw.get("description", ""),
-        base=raw["base"],
+        **common,
         space=params,
         objectives=objectives,
         sampler=sampler,
@@ -356,10 +329,8 @@ def load_sweep(path: str | Path, build_models: bool = True) -> SweepSpec:
         timeout_s=timeout,
         profile=profile,
         seed=seed,
-        profiles=profiles,
-        profile_defaults=specs.load_profile_defaults(path),
     )
-    for prof in specs.PROFILES:
+    for prof in PROFILES:
         check_space(sweep, sweep.resolved_base(prof), build_models, f"profile {prof}")
     return sweep
 
@@ -372,24 +343,21 @@ def check_space(sweep: SweepSpec, base: dict, build_models: bool = True, where: 
     path, keys = sweep.path, {p.key for p in sweep.space}
     for p in sweep.space:
         section, name = p.key.split(".", 1)
-        if section != "model":
-            cls = DataConfig if section == "data" else TrainConfig
-            if name not in typing.get_type_hints(cls):
-                allowed = ", ".join(f.name for f in dataclasses.fields(cls))
-                raise SpecError(path, f"space.{p.key}", f"unknown key; allowed: {allowed}")
+        if section != "model" and name not in field_names(section):
+            allowed = ", ".join(field_names(section))
+            raise SpecError(path, f"space.{p.key}", f"unknown key; allowed: {allowed}")
     n = max([2] + [len(p.choices) for p in sweep.space])
     active: set[str] = set()
     for i in range(n):
-        config = copy.deepcopy(base)
-        point = {}
+        config, point = base, {}
         for p in sweep.space:
             if p.active(config):
-                specs.set_dotted(config, p.key, p.corner(i))
+                config = with_dotted(config, {p.key: p.corner(i)})
                 point[p.key] = p.corner(i)
                 active.add(p.key)
         try:
-            specs.check_section(path, "data", config["data"], DataConfig)
-            specs.check_section(path, "train", config["train"], TrainConfig)
+            for section in ("data", "train"):
+                typed_section(path, section, config[section], section)
             if build_models:
                 info = data_info(DataConfig(**config["data"]))
                 specs.check_model(

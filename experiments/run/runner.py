@@ -168,7 +168,7 @@ def run_grid(
     seed_list = list(range(seeds)) if seeds else None
     runs = run_records(spec, profile, seed_list)
     if spec.sweep:  # tune each cell's nuisance hyper-parameters first, then compare at the best
-        from experiments.sweep.core import apply_tuned, tune_cells
+        from experiments.sweep.tune import apply_tuned, tune_cells
 
         runs = apply_tuned(runs, tune_cells(spec, profile, storage))
     study = queue.open_study(queue.study_name(spec.name, profile), storage)

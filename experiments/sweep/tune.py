@@ -10,6 +10,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from experiments.config import spec as specs
+from experiments.config.schema import with_dotted
 from experiments.config.spec import SpecError
 from experiments.config.sweep_spec import check_space, load_sweep
 from experiments.run import queue, store
@@ -44,9 +45,7 @@ def tune_cells(grid: specs.GridSpec, profile: str, storage: str | None = None) -
         raise SpecError(sweep.path, "budget.trials", "tuning a grid needs a trial budget per cell")
     configs = {}
     for i, (cell, overrides, _) in enumerate(grid.cells()):
-        config = grid.resolved_base(profile)
-        for key, value in overrides.items():
-            specs.set_dotted(config, key, value)
+        config = with_dotted(grid.resolved_base(profile), overrides)
         check_space(sweep, config, where=f"grid {grid.name}, cell {cell!r}")  # before training
         configs[cell] = (i, config)
     best, tables = {}, []
@@ -76,8 +75,7 @@ def apply_tuned(runs: list[dict], tuned: dict[str, dict]) -> list[dict]:
     out = []
     for run in runs:
         run = copy.deepcopy(run)
-        for key, value in tuned.get(run["cell"], {}).items():
-            specs.set_dotted(run["config"], key, value)
+        run["config"] = with_dotted(run["config"], tuned.get(run["cell"], {}))
         run["run_id"] = specs.run_id(run["config"], run["seed"])
         run["tuned"] = ";".join(sorted(tuned.get(run["cell"], {})))
         out.append(run)

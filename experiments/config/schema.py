@@ -1,0 +1,233 @@
+"""The config layer on OmegaConf: reading YAML, merging layers, typing ``data`` and ``train``.
+
+A run's configuration is ``{"model": {...}, "data": {...}, "train": {...}}``. ``data`` and
+``train`` follow the structured schemas :class:`DataConfig` and :class:`TrainConfig` (OmegaConf
+checks keys and converts types from them); ``model`` is a free mapping of a timm name and its
+toggles, checked by building the model (see ``spec.check_model``). Configurations are kept as
+written (the keys a file sets, typed by the schema), so the result tables name what a grid
+chose; the dataclasses fill in the defaults where a run is built and hashed.
+
+Problems raise :class:`SpecError`, which names the file, the line, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from experiments.run.data import DATASETS, DataConfig
+from experiments.run.lit import TrainConfig
+
+SECTIONS = ("model", "data", "train")
+SCHEMAS = {"data": DataConfig, "train": TrainConfig}
+PROFILES = ("smoke", "quick", "paper")
+DEFAULT_PROFILE = "quick"
+# fields that count things: at least 1 (val_size may be 0)
+COUNTS = ("epochs", "batch_size", "eval_batch_size", "val_size", "subset")
+
+
+class SpecError(ValueError):
+    """A spec file is invalid; the message names the file, the line, the key and what is allowed."""
+
+    def __init__(self, path: str | Path, key: str, problem: str):
+        self.path, self.key, self.problem = str(path), key, problem
+        line = key_line(path, key)
+        where = f"{path}:{line}" if line else f"{path}"
+        super().__init__(f"{where}: key '{key}': {problem}")
+
+
+def _node_lines(node, prefix: str, out: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value in node.value:
+            key = f"{prefix}.{key_node.value}" if prefix else str(key_node.value)
+            out.setdefault(key, key_node.start_mark.line + 1)
+            _node_lines(value, key, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            key = f"{prefix}[{i}]"
+            out.setdefault(key, item.start_mark.line + 1)
+            _node_lines(item, key, out)
+
+
+def key_line(path: str | Path, key: str) -> int | None:
+    """The line of ``key`` (dotted, as errors name it) in a YAML file, or of its nearest
+    parent that is written there (a missing key is reported where it belongs)."""
+    try:
+        node = yaml.compose(Path(path).read_text(), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return None
+    lines: dict[str, int] = {}
+    _node_lines(node, "", lines)
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key.rpartition(".")[0]
+    return None
+
+
+# ----------------------------------------------------------------------------- yaml
+def load_yaml(path: Path) -> Any:
+    """Plain data from a YAML file, read by OmegaConf's safe loader (which reads ``1e-3`` as a
+    float and refuses duplicate keys); interpolations are not resolved."""
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.constructor.ConstructorError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else "?"
+        problem = str(err.problem)
+        if "duplicate key" in problem:
+            key = problem.split("duplicate key", 1)[1].strip()
+            raise SpecError(path, key, f"{problem} at line {line}; keys must be unique") from None
+        tag = problem.split("tag ")[-1] if "tag" in problem else ""
+        raise SpecError(
+            path,
+            "<file>",
+            f"line {line}: the YAML tag {tag} is not allowed; specs are plain data "
+            "(mappings, lists, strings, numbers, true/false, null), read with a safe loader",
+        ) from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise SpecError(path, "<file>", f"{where}not valid YAML: {err}") from None
+    except (OmegaConfBaseException, ValueError, TypeError) as err:  # a scalar file, a date...
+        raise SpecError(path, "<file>", f"not a mapping or list of plain data: {err}") from None
+    return OmegaConf.to_container(loaded, resolve=False)
+
+
+# ----------------------------------------------------------------------------- merging
+def merge(*layers: dict | None) -> dict:
+    """Later layers override earlier ones key by key (mappings merge, lists are replaced)."""
+    merged = OmegaConf.merge(*(OmegaConf.create(layer or {}) for layer in layers))
+    return OmegaConf.to_container(merged, resolve=False)
+
+
+def with_dotted(config: dict, dotted: dict[str, Any]) -> dict:
+    """``config`` with ``{"model.layers": "low", ...}`` set (values replace, they do not merge)."""
+    cfg = OmegaConf.create(config)
+    for key, value in dotted.items():
+        OmegaConf.update(cfg, key, value, merge=False)
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def get_dotted(config: dict, key: str) -> Any:
+    return OmegaConf.select(OmegaConf.create(config), key, default=None)
+
+
+def resolved(*layers: dict | None) -> dict:
+    """The three sections of a configuration from base and its overrides, in order."""
+    return merge({s: {} for s in SECTIONS}, *layers)
+
+
+# ----------------------------------------------------------------------------- types
+@functools.cache
+def _schema(section: str) -> DictConfig:
+    return OmegaConf.structured(SCHEMAS[section])
+
+
+def field_names(section: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(SCHEMAS[section])]
+
+
+def _field_type(section: str, name: str) -> str:
+    types = {f.name: f.type for f in dataclasses.fields(SCHEMAS[section])}
+    text = str(types.get(name, "?"))
+    return text.replace(" | None", " or null").replace(" | ", " or ")
+
+
+def typed_section(path, prefix: str, values: Any, section: str) -> dict:
+    """``values`` of a ``data`` or ``train`` mapping checked and converted by its schema; the
+    keys written, nothing filled in. ``prefix`` is where the mapping sits in the file."""
+    names = field_names(section)
+    if not isinstance(values, dict):
+        raise SpecError(path, prefix, f"must be a mapping with keys among {names}")
+    try:
+        typed = OmegaConf.to_container(OmegaConf.merge(_schema(section), values), resolve=True)
+    except ConfigKeyError as err:
+        raise SpecError(
+            path, f"{prefix}.{err.full_key}", f"unknown key; allowed: {', '.join(names)}"
+        ) from None
+    except OmegaConfBaseException as err:
+        key = str(err.full_key or "").split(".")[0].split("[")[0]
+        raise SpecError(
+            path,
+            f"{prefix}.{key}",
+            f"got {values.get(key)!r}; allowed: {_field_type(section, key)}",
+        ) from None
+    out = {k: typed[k] for k in values}
+    if section == "data" and "name" in out and out["name"] not in DATASETS:
+        raise SpecError(
+            path,
+            f"{prefix}.name",
+            f"unknown dataset {out['name']!r}; allowed: {', '.join(DATASETS)}",
+        )
+    for key in COUNTS:
+        value = out.get(key)
+        if isinstance(value, int) and value < 1 and not (key == "val_size" and value == 0):
+            raise SpecError(path, f"{prefix}.{key}", f"got {value}; allowed: an integer >= 1")
+    if "lr" in out and not out["lr"] > 0:
+        raise SpecError(path, f"{prefix}.lr", f"got {out['lr']}; allowed: a number > 0")
+    return out
+
+
+def typed_layer(path, prefix: str, layer: Any) -> dict:
+    """A layer of sections (base, a profile's overrides): known sections, typed data/train."""
+    if layer is None:
+        return {}
+    if not isinstance(layer, dict):
+        raise SpecError(path, prefix, f"must be a mapping with keys among {SECTIONS}")
+    out = {}
+    for key, value in layer.items():
+        if key not in SECTIONS:
+            raise SpecError(path, f"{prefix}.{key}", f"unknown key; allowed: {', '.join(SECTIONS)}")
+        if key == "model":
+            if not isinstance(value, dict):
+                raise SpecError(path, f"{prefix}.model", "must be a mapping: name and toggles")
+            out[key] = dict(value)
+        else:
+            out[key] = typed_section(path, f"{prefix}.{key}", value, key)
+    return out
+
+
+def typed_dotted(path, where: str, key: str, value: Any) -> Any:
+    """One value for a dotted key (an axis value, a searched value), typed by its section."""
+    section, _, name = key.partition(".")
+    if section == "model":
+        return value
+    return typed_section(path, where, {name: value}, section)[name]
+
+
+# ----------------------------------------------------------------------------- command line
+def parse_sets(items: list[str]) -> dict[str, dict]:
+    """``["dwconv=false", "train.lr=1e-3"]`` -> ``{"model": {...}, "data": {}, "train": {...}}``.
+
+    Values are read by OmegaConf's dotlist parser (``3``, ``true``, ``[3,5]``, ``1e-3``,
+    ``low``); a bare key is a model toggle, ``data.KEY`` and ``train.KEY`` are typed by their
+    schema. Raises ``ValueError`` naming the item.
+    """
+    dotlist = []
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        section = key.split(".")[0]
+        if "." in key and section not in SECTIONS:
+            raise ValueError(
+                f"--set {key}: section must be one of {SECTIONS} (or none for a toggle)"
+            )
+        dotlist.append(item if section in SECTIONS and "." in key else f"model.{item}")
+    try:
+        parsed = OmegaConf.to_container(OmegaConf.from_dotlist(dotlist), resolve=True)
+    except OmegaConfBaseException as err:
+        raise ValueError(f"--set: {err}") from None
+    out = {s: dict(parsed.get(s) or {}) for s in SECTIONS}
+    for section in SCHEMAS:
+        try:
+            out[section] = typed_section("--set", section, out[section], section)
+        except SpecError as err:
+            raise ValueError(f"--set {err.key}: {err.problem}") from None
+    return out
