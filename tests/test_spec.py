@@ -151,3 +151,23 @@ def test_every_committed_spec_is_valid():
         spec = load_spec(path)
         assert spec.description and spec.claim, path
         assert len(spec.seeds) >= 3, path
+
+
+def test_baseline_is_a_value_or_its_label(tmp_path):
+    path = tmp_path / "kernel.yaml"
+    grid = GOOD.replace("model.layers: [none, low]", "model.kernel_size: [3, 5]").replace(
+        "heads: 3", "heads: 3, layers: all"
+    )
+    for baseline in ("{kernel_size: 5}", '{kernel_size: "5"}'):
+        path.write_text(grid + f"baseline: {baseline}\n")
+        assert load_spec(path, build_models=False).baseline_cell == "kernel_size=5"
+
+
+def test_values_keep_their_types(tmp_path):
+    path = tmp_path / "typed.yaml"
+    path.write_text(GOOD.replace("epochs: 1", "epochs: 2, lr: 1e-3, warmup_epochs: 1"))
+    config = load_spec(path, build_models=False).expand("quick")[0].config
+    train = config["train"]
+    assert type(train["epochs"]) is int and type(train["lr"]) is float
+    assert train["warmup_epochs"] == 1.0 and type(train["warmup_epochs"]) is float
+    assert config["model"] == {"name": "localvit_micro", "heads": 3, "layers": "none"}
