@@ -170,15 +170,9 @@ def cmd_check(args) -> int:
     return 0
 
 
-def _set_results(args) -> None:
-    if getattr(args, "results", None):
-        os.environ["ABLATE_RESULTS"] = args.results
-
-
 def cmd_run(args) -> int:
     from experiments.run.runner import run_grid
 
-    _set_results(args)
     run_grid(
         args.spec,
         profile=args.profile,
@@ -186,6 +180,7 @@ def cmd_run(args) -> int:
         storage=args.storage,
         seeds=args.seeds,
         progress=not args.no_progress,
+        results_dir=args.results,
     )
     return 0
 
@@ -194,10 +189,9 @@ def cmd_worker(args) -> int:
     from experiments.run.runner import work
     from experiments.run.workers import set_worker_threads
 
-    _set_results(args)
     set_worker_threads()
     grid, _, profile = args.study.rpartition("@")
-    n = work(grid, profile, args.storage, progress=not args.no_progress)
+    n = work(grid, profile, args.storage, not args.no_progress, args.results)
     print(f"worker {os.getpid()}: {n} run(s), queue empty", flush=True)
     return 0
 

@@ -270,3 +270,15 @@ def test_postgresql_storage(workspace):
             capture_output=True,
         )
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_results_flag_is_an_argument_not_the_environment(workspace, monkeypatch):
+    from experiments.__main__ import main
+
+    spec = write_grid(workspace, axis="model.depth: [1]", seeds=1)
+    monkeypatch.delenv("ABLATE_RESULTS")
+    chosen = workspace / "chosen"
+    assert main(["run", str(spec), "--results", str(chosen), "--no-progress"]) == 0
+    assert (chosen / "test" / "tiny.csv").is_file()
+    assert "ABLATE_RESULTS" not in os.environ
+    assert not (workspace / "results").exists()

@@ -32,13 +32,19 @@ def pick(table: pd.DataFrame, runs: int, seed: int) -> pd.DataFrame:
     return ok.head(runs).drop(columns="_rank")
 
 
-def reproduce(spec_path: str, runs: int, profile: str = DEFAULT_PROFILE, seed: int = 0):
+def reproduce(
+    spec_path: str,
+    runs: int,
+    profile: str = DEFAULT_PROFILE,
+    seed: int = 0,
+    results_dir: str | None = None,
+):
     import torch
 
     from experiments.run.train import train_run
 
     spec = load_spec(spec_path)
-    table_path, _ = store.result_paths(spec.name, profile)
+    table_path, _ = store.result_paths(spec.name, profile, results_dir)
     if not table_path.exists():
         raise SystemExit(f"{table_path}: no committed results to reproduce")
     table = store.read_table(table_path)
@@ -94,7 +100,7 @@ def reproduce(spec_path: str, runs: int, profile: str = DEFAULT_PROFILE, seed: i
             flush=True,
         )
     out = pd.DataFrame(rows)
-    path = store.results_root() / "reproduce" / f"{spec.paper}-{spec.table}.csv"
+    path = store.results_root(results_dir) / "reproduce" / f"{spec.paper}-{spec.table}.csv"
     store.atomic_write_csv(out, path)
     print(f"wrote {path}")
     return out
@@ -110,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3, help="how many committed runs to retrain")
     p.add_argument("--profile", default=DEFAULT_PROFILE)
     p.add_argument("--seed", type=int, default=0, help="which runs are picked")
+    p.add_argument("--results", default=None, help="results folder (default results/)")
     args = p.parse_args(argv)
-    reproduce(args.spec, args.runs, args.profile, args.seed)
+    reproduce(args.spec, args.runs, args.profile, args.seed, args.results)
     return 0

@@ -170,7 +170,7 @@ def run_grid(
     if spec.sweep:  # tune each cell's nuisance hyper-parameters first, then compare at the best
         from experiments.sweep.tune import apply_tuned, tune_cells
 
-        runs = apply_tuned(runs, tune_cells(spec, profile, storage))
+        runs = apply_tuned(runs, tune_cells(spec, profile, storage, results_dir))
     study = queue.open_study(queue.study_name(spec.name, profile), storage)
     if not study.metric_names:
         with warnings.catch_warnings():

@@ -28,9 +28,10 @@ from experiments.config.spec import DEFAULT_PROFILE
 from experiments.run.queue import FINISHED
 
 
-def results_root() -> Path:
-    """Tables are exported here (``ABLATE_RESULTS`` overrides ``results/``)."""
-    return Path(os.environ.get("ABLATE_RESULTS", "results"))
+def results_root(results_dir: str | Path | None = None) -> Path:
+    """Where tables go: ``results_dir`` when given (``--results``), else the user's default
+    ``ABLATE_RESULTS``, else ``results/``. The only place that reads the variable."""
+    return Path(results_dir or os.environ.get("ABLATE_RESULTS") or "results")
 
 
 ID_COLUMNS = [
@@ -219,7 +220,7 @@ def profile_stem(name: str, profile: str) -> str:
 
 def result_paths(grid: str, profile: str, results_dir: Path | None = None) -> tuple[Path, Path]:
     """``results/<paper>/<table>.csv`` for the default profile; other profiles get a suffix."""
-    base = Path(results_dir or results_root()) / grid
+    base = results_root(results_dir) / grid
     stem = profile_stem(base.name, profile)
     return base.with_name(stem + ".csv"), base.with_name(stem + ".epochs.csv")
 
@@ -257,7 +258,7 @@ NOT_TABLES = ("bench", "sweeps", "reference", "figures", "html", "reproduce")
 
 def table_paths(results_dir: Path | None = None) -> list[Path]:
     """Every per-run results table under ``results/`` (not curves, bench or sweeps)."""
-    root = Path(results_dir or results_root())
+    root = results_root(results_dir)
     return sorted(
         p
         for p in root.glob("*/*.csv")

@@ -31,8 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="validate the spec and stop")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.results:
-        os.environ["ABLATE_RESULTS"] = args.results
     sweep = load_sweep(args.spec)
     profile = args.profile or sweep.profile
     if args.check:
@@ -55,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             ("--storage", args.storage),
             ("--trials", args.trials),
             ("--timeout", args.timeout),
+            ("--results", args.results),
         ):
             if value is not None:
                 child += [flag, str(value)]
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             raise
         study = open_study(sweep, sweep.study_name(profile), args.storage)
-    path = result_path(sweep.name, profile)
+    path = result_path(sweep.name, profile, args.results)
     export(study, path)
     print(summary(study, sweep))
     print(f"table: {path} ({time.time() - started:.0f} s)")

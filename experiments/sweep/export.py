@@ -45,7 +45,7 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
 def result_path(sweep_name: str, profile: str, results_dir: Path | None = None) -> Path:
     """``results/sweeps/<name>.csv`` for the default profile; other profiles get a suffix."""
     stem = profile_stem(sweep_name, profile)
-    return Path(results_dir or store.results_root()) / "sweeps" / f"{stem}.csv"
+    return store.results_root(results_dir) / "sweeps" / f"{stem}.csv"
 
 
 def export(study: optuna.Study, path: Path, figures: bool = True) -> pd.DataFrame:

@@ -29,7 +29,12 @@ def find_sweep(grid: specs.GridSpec) -> Path:
     raise SpecError(grid.path, "sweep", f"no sweeps/{grid.sweep}.yaml above the grid spec")
 
 
-def tune_cells(grid: specs.GridSpec, profile: str, storage: str | None = None) -> dict[str, dict]:
+def tune_cells(
+    grid: specs.GridSpec,
+    profile: str,
+    storage: str | None = None,
+    results_dir: Path | str | None = None,
+) -> dict[str, dict]:
     """Tune the grid's sweep space in every cell (equal budget); ``{cell: {key: best value}}``.
 
     The cell's configuration replaces the sweep's base; the sweep gives the space, objective,
@@ -65,7 +70,7 @@ def tune_cells(grid: specs.GridSpec, profile: str, storage: str | None = None) -
         print(f"[{grid.name}] tuned {cell}: {best[cell]} ({study.best_value:.4g})", flush=True)
     stem = profile_stem(grid.name, profile)
     store.atomic_write_csv(
-        pd.concat(tables), store.results_root() / "sweeps" / "tuned" / f"{stem}.csv"
+        pd.concat(tables), store.results_root(results_dir) / "sweeps" / "tuned" / f"{stem}.csv"
     )
     return best
 

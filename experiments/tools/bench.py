@@ -178,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         "--subset", type=int, default=4000, help="Fashion-MNIST images for the loop benchmark"
     )
     p.add_argument("--data", default="fashion_mnist")
+    p.add_argument("--results", default=None, help="results folder (default results/)")
     args = p.parse_args(argv)
-    out = results_root() / "bench"
+    out = results_root(args.results) / "bench"
     prov = provenance()
     if args.only in (None, "loop"):
         data = {"name": args.data, "subset": args.subset, "val_size": 1000, "batch_size": 128}
