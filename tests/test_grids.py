@@ -51,7 +51,17 @@ def table(workspace: Path, grid: str, profile: str = "quick") -> pd.DataFrame:
     return pd.read_csv(workspace / "results" / f"{grid}{suffix}.csv")
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=[f"{p.parent.name}/{p.stem}" for p in SPECS])
+def _one_per_paper(specs: list) -> list:
+    """Every spec; the first of each paper runs by default, the others under ``-m slow``."""
+    seen, out = set(), []
+    for p in specs:
+        marks = [pytest.mark.slow] if p.parent.name in seen else []
+        seen.add(p.parent.name)
+        out.append(pytest.param(p, marks=marks, id=f"{p.parent.name}/{p.stem}"))
+    return out
+
+
+@pytest.mark.parametrize("spec", _one_per_paper(SPECS))
 def test_every_spec_runs_in_smoke_profile(spec, workspace):
     path = run_grid(spec, profile="smoke", seeds=1, progress=False)
     df = pd.read_csv(path)

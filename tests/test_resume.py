@@ -31,7 +31,14 @@ def uninterrupted(tmp_path_factory) -> dict:
 
 # 16 steps per epoch: step 21 is mid-epoch 2; epoch:2 is between epochs 1 and 2; test:0 is
 # inside the test pass after the last checkpoint.
-@pytest.mark.parametrize("moment", ["step:21", "epoch:2", "test:0"])
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "step:21",
+        pytest.param("epoch:2", marks=pytest.mark.slow),
+        pytest.param("test:0", marks=pytest.mark.slow),
+    ],
+)
 def test_killed_run_resumes_bit_identical(uninterrupted, tmp_path, moment):
     workdir = tmp_path / "run"
     _run(workdir, moment)

@@ -59,7 +59,13 @@ def write_sweep(tmp: Path, name: str = "tiny", **kw) -> Path:
 SPECS = sorted((ROOT / "ablations" / "sweeps").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if i else [])
+        for i, p in enumerate(SPECS)
+    ],
+)
 def test_every_sweep_spec_runs_in_smoke_profile(spec, workspace):
     assert main(["sweep", str(spec), "--profile", "smoke", "--trials", "2"]) == 0
     df = pd.read_csv(workspace / "results" / "sweeps" / f"{spec.stem}.smoke.csv")
@@ -97,6 +103,7 @@ def test_median_pruner_prunes_a_hopeless_trial(workspace):
     assert "saved by pruning" in summary(study, spec)
 
 
+@pytest.mark.slow
 def test_kill_9_worker_then_restart_reaches_the_budget(workspace):
     path = write_sweep(workspace, trials=2, epochs=6, n_train=2000)  # ~0.5 s an epoch
     env = dict(
