@@ -27,6 +27,7 @@ import modules  # noqa: F401
 from experiments.run.data import DataConfig, ImageDataModule, random_crop_flip
 from experiments.run.store import atomic_write_csv, provenance, results_root
 from experiments.run.train import train_run
+from experiments.tools.timing import interleaved
 
 TINY_32PX = {"img_size": 32, "patch_size": 4, "in_chans": 3}
 # (variant, baseline, toggles for both, toggles for the variant only)
@@ -104,20 +105,6 @@ def bench_loop(
     return pd.DataFrame(rows)
 
 
-def step_img_s(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    for _ in range(2):  # warm-up
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step(), opt.zero_grad()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return steps * len(x) / (time.perf_counter() - t0)
-
-
 def bench_models(repeats: int, batch: int, steps: int, pairs=MODEL_PAIRS) -> pd.DataFrame:
     """Training-step img/s of each variant over its baseline, interleaved, after one untimed
     round (the first steps of a model allocate and are slower; a warm-up of two steps is not
@@ -134,13 +121,10 @@ def bench_models(repeats: int, batch: int, steps: int, pairs=MODEL_PAIRS) -> pd.
         }
         x = torch.randn(batch, kw["in_chans"], kw["img_size"], kw["img_size"])
         y = torch.randint(0, 10, (batch,))
-        for model in models.values():  # untimed round
-            step_img_s(model, x, y, steps)
+        speed = interleaved(models, x, y, repeats, steps)
         toggles = " ".join(f"{k}={v}" for k, v in variant_only.items())
         ratios = []
-        for _ in range(repeats):  # interleaved
-            a = step_img_s(models["variant"], x, y, steps)
-            b = step_img_s(models["baseline"], x, y, steps)
+        for a, b in zip(speed["variant"], speed["baseline"], strict=True):
             ratios.append(a / b)
             rows.append(
                 {

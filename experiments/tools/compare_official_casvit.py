@@ -41,12 +41,12 @@ from torch import nn
 
 import modules  # noqa: F401  (registers our models)
 from experiments.run.store import atomic_write_csv, provenance, results_root
-from experiments.tools.bench import step_img_s
 from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
 )
+from experiments.tools.timing import interleaved
 from modules.casvit import checkpoint_filter_fn
 
 VARIANTS = ("xs", "s", "m", "t")
@@ -96,18 +96,6 @@ def logit_diff(ours: nn.Module, official: nn.Module, x: torch.Tensor) -> float:
     return (ours(x) - official(x)).abs().max().item()
 
 
-def time_pair(ours, official, x, y, steps: int, repeats: int) -> dict[str, list[float]]:
-    models = {"ours": ours, "official": official}
-    for m in models.values():
-        m.train()
-        step_img_s(m, x, y, steps)  # untimed round
-    speed = {k: [] for k in models}
-    for _ in range(repeats):
-        for k, m in models.items():
-            speed[k].append(step_img_s(m, x, y, steps))
-    return speed
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--official-repo", type=Path, required=True)
@@ -145,7 +133,7 @@ def main(argv=None) -> None:
         else:
             ref = official_micro(official, ours, distillation=False)
         x, y = torch.randn(batch, *shape), torch.randint(0, classes, (batch,))
-        speed = time_pair(ours, ref, x, y, args.steps, args.repeats)
+        speed = interleaved({"ours": ours, "official": ref}, x, y, args.repeats, args.steps)
         ratios = [a / b for a, b in zip(speed["ours"], speed["official"], strict=True)]
         print(
             f"{size:5s} {name}: train img/s ours {statistics.median(speed['ours']):.1f}, "

@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import timm
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import modules  # noqa: F401  (registers our models)
@@ -40,6 +38,7 @@ from experiments.tools.official_source import (
     apply_timing_arguments,
     import_official_file,
 )
+from experiments.tools.timing import interleaved, train_step
 from modules.efficientmod import load_official_efficientmod
 
 OFFICIAL_NAMES = {
@@ -68,18 +67,8 @@ def import_official(repo: Path):
     return import_official_file(repo / "models" / "EfficientMod.py", "official_efficientmod")
 
 
-def train_step(model, opt, x, y) -> None:
-    loss = F.cross_entropy(model(x), y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-
-
-def throughput(model, opt, x, y, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        train_step(model, opt, x, y)
-    return steps * x.shape[0] / (time.perf_counter() - start)
+def sgd(model) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
 
 def copy_share(model, opt, x, y, steps: int = 2) -> tuple[float, float, dict]:
@@ -150,15 +139,9 @@ def main(argv=None) -> None:
     x = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
     y = torch.randint(0, 1000, (args.batch_size,))
     models = {"official": official, "ours": ours}
-    opts = {k: torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for k, m in models.items()}
-    for k, m in models.items():
-        m.train()
-        for _ in range(2):  # warm-up: allocator, oneDNN primitives
-            train_step(m, opts[k], x, y)
-    speed = {k: [] for k in models}
-    for _ in range(args.repeats):
-        for k, m in models.items():
-            speed[k].append(throughput(m, opts[k], x, y, args.steps))
+    speed = interleaved(
+        models, x, y, args.repeats, args.steps, warmup_steps=2, optimizer=sgd
+    )  # warm-up: allocator, oneDNN primitives
     ratios = [o / f for o, f in zip(speed["ours"], speed["official"], strict=True)]
     for k, v in speed.items():
         print(
@@ -174,7 +157,7 @@ def main(argv=None) -> None:
 
     # 3. share of the step in layout copies (profiler overhead inflates small ops alike)
     for k, m in models.items():
-        share, ms, by_op = copy_share(m, opts[k], x, y)
+        share, ms, by_op = copy_share(m, sgd(m), x, y)
         top = sorted(by_op.items(), key=lambda kv: -kv[1])[:4]
         print(
             f"profiler copy share {k:8s}: {100 * share:5.1f}% of {ms:.0f} ms self CPU per step ("

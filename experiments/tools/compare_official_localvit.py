@@ -37,12 +37,12 @@ from torch import nn
 
 import modules  # noqa: F401  (registers our models)
 from experiments.run.store import atomic_write_csv, provenance, results_root
-from experiments.tools.bench import step_img_s
 from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
 )
+from experiments.tools.timing import interleaved
 from modules.localvit import load_official_localvit
 
 
@@ -112,13 +112,7 @@ def main(argv=None) -> None:
     x = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
     y = torch.randint(0, 10, (args.batch_size,))
     models = {"ours": ours, "official": official, "deit": deit}
-    for m in models.values():
-        m.train()
-        step_img_s(m, x, y, args.steps)
-    speed = {k: [] for k in models}
-    for _ in range(args.repeats):
-        for k, m in models.items():
-            speed[k].append(step_img_s(m, x, y, args.steps))
+    speed = interleaved(models, x, y, args.repeats, args.steps)
     for k, v in speed.items():
         print(f"train img/s {k:8s}: median {statistics.median(v):7.1f}  runs " + " ".join(
             f"{s:.1f}" for s in v))  # fmt: skip

@@ -33,14 +33,12 @@ import argparse
 import contextlib
 import io
 import statistics
-import time
 from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import timm
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import modules  # noqa: F401  (registers our models)
@@ -50,6 +48,7 @@ from experiments.tools.official_source import (
     apply_timing_arguments,
     import_official_file,
 )
+from experiments.tools.timing import interleaved
 from modules.scalablevit import MICRO, checkpoint_filter_fn
 
 OFFICIAL_NAMES = {"s": "scalable_vit_small", "b": "scalable_vit_base", "l": "scalable_vit_large"}
@@ -148,29 +147,6 @@ def logit_diff(ours: nn.Module, official: nn.Module, x: torch.Tensor) -> float:
     ours.eval(), official.eval()
     with torch.no_grad():
         return (ours(x) - official(x)).abs().max().item()
-
-
-def timed_steps(model, opt, x, y, steps: int) -> float:
-    start = time.perf_counter()
-    for _ in range(steps):
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return steps * len(x) / (time.perf_counter() - start)
-
-
-def interleaved(models: dict, x, y, repeats: int, steps: int) -> dict[str, list[float]]:
-    """img/s of each model per repeat, interleaved, after one untimed round of two steps."""
-    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-5) for k, m in models.items()}
-    for k, m in models.items():
-        m.train()
-        timed_steps(m, opts[k], x, y, 2)
-    speed = {k: [] for k in models}
-    for _ in range(repeats):
-        for k, m in models.items():
-            speed[k].append(timed_steps(m, opts[k], x, y, steps))
-    return speed
 
 
 def main(argv=None) -> None:

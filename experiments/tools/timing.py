@@ -1,0 +1,57 @@
+"""One training-step timer for every speed figure (``make bench``, the official comparisons).
+
+A step is forward, cross-entropy, backward and an optimizer step. Models are timed interleaved
+(A, B, A, B, ...) after one untimed round, so drift of the machine hits every model alike and
+the first, allocating steps of a model are not counted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def adamw(model: torch.nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x, y) -> None:
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def step_img_s(model: torch.nn.Module, opt: torch.optim.Optimizer, x, y, steps: int) -> float:
+    """Images per second over ``steps`` training steps of ``model`` (no warm-up)."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, opt, x, y)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return steps * len(x) / (time.perf_counter() - start)
+
+
+def interleaved(
+    models: dict[str, torch.nn.Module],
+    x,
+    y,
+    repeats: int,
+    steps: int,
+    warmup_steps: int | None = None,
+    optimizer: Callable[[torch.nn.Module], torch.optim.Optimizer] = adamw,
+) -> dict[str, list[float]]:
+    """img/s of each model per repeat, interleaved, after an untimed round of
+    ``warmup_steps`` (default: ``steps``; two steps are not enough on CPU)."""
+    opts = {k: optimizer(m) for k, m in models.items()}
+    for k, m in models.items():
+        m.train()
+        step_img_s(m, opts[k], x, y, warmup_steps or steps)
+    speed: dict[str, list[float]] = {k: [] for k in models}
+    for _ in range(repeats):
+        for k, m in models.items():
+            speed[k].append(step_img_s(m, opts[k], x, y, steps))
+    return speed
