@@ -370,6 +370,19 @@ def test_report_without_notebooks(tmp_path):
     assert before == after, "rebuilding from unchanged tables must change nothing"
 
 
+def test_report_names_cells_that_share_runs(tmp_path):
+    results_dir = tmp_path / "results"
+    shutil.copytree(FIXTURE, results_dir)
+    table = results_dir / "localvit" / "layers.csv"
+    df = pd.read_csv(table)
+    df["shared_from"] = ""
+    df.loc[df["cell"] == "layers=all", "shared_from"] = "localvit/ffn"
+    df.to_csv(table, index=False)
+    report.main(["--results", str(results_dir), "--no-notebooks", "--no-figures"])
+    text = (results_dir / "REPORT.md").read_text()
+    assert "- cell layers=all: 3 run(s) shared with localvit/ffn" in text
+
+
 def test_markdown_table_without_tabulate(monkeypatch):
     def missing(*args, **kwargs):
         raise ImportError("tabulate")

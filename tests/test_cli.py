@@ -7,8 +7,11 @@ import re
 import subprocess
 import tomllib
 
+import pytest
 import yaml
 from conftest import ROOT, cli
+
+from experiments.__main__ import main
 
 
 def test_train_cli_one_epoch_on_fashion_mnist_subset(tiny_fashion_mnist, workspace):
@@ -45,21 +48,19 @@ def test_train_cli_one_epoch_on_fashion_mnist_subset(tiny_fashion_mnist, workspa
     assert 0 <= row["test_top1"] <= 100 and row["epochs_run"] == 1 and row["params"] > 0
 
 
-def test_train_cli_help_documents_options():
-    out = subprocess.run(cli("train", "--help"), capture_output=True, text=True, cwd=ROOT)
+def test_train_cli_help_documents_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
     for option in ("--model", "--set", "--data", "--epochs", "--seed", "--subset", "--out"):
-        assert option in out.stdout
+        assert option in out
 
 
-def test_bad_toggle_exits_2(workspace):
-    out = subprocess.run(
-        cli("train", "--model", "localvit_micro", "--set", "kernel_size=2", "--data", "synthetic"),
-        capture_output=True,
-        text=True,
-        cwd=workspace,
-        timeout=120,
-    )
-    assert out.returncode == 2 and "kernel_size" in out.stderr
+def test_bad_toggle_exits_2(workspace, capsys):
+    argv = ["train", "--model", "localvit_micro", "--set", "kernel_size=2", "--data", "synthetic"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "kernel_size" in err and len(err.strip().splitlines()) == 1
 
 
 def _names(requirements: list[str]) -> set[str]:

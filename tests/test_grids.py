@@ -52,13 +52,23 @@ def table(workspace: Path, grid: str, profile: str = "quick") -> pd.DataFrame:
 
 
 def _one_per_paper(specs: list) -> list:
-    """Every spec; the first of each paper runs by default, the others under ``-m slow``."""
-    seen, out = set(), []
+    """Every spec; the smallest grid of each paper runs by default, the others under
+    ``-m slow`` (``make test-full``)."""
+    from experiments.config.spec import load_spec
+
+    size = {p: len(load_spec(p, build_models=False).cells()) for p in specs}
+    smallest = {}
     for p in specs:
-        marks = [pytest.mark.slow] if p.parent.name in seen else []
-        seen.add(p.parent.name)
-        out.append(pytest.param(p, marks=marks, id=f"{p.parent.name}/{p.stem}"))
-    return out
+        if p.parent.name not in smallest or size[p] < size[smallest[p.parent.name]]:
+            smallest[p.parent.name] = p
+    return [
+        pytest.param(
+            p,
+            marks=[] if smallest[p.parent.name] == p else [pytest.mark.slow],
+            id=f"{p.parent.name}/{p.stem}",
+        )
+        for p in specs
+    ]
 
 
 @pytest.mark.parametrize("spec", _one_per_paper(SPECS))
@@ -226,6 +236,7 @@ def _pg_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.skipif(_pg_bin() is None, reason="PostgreSQL server binaries not installed")
 def test_postgresql_storage(workspace):

@@ -58,8 +58,13 @@ def _run(results_dir: Path, html_dir: Path) -> dict[str, str]:
 
 def test_notebooks_execute_against_fixture(tmp_path):
     pages = _run(FIXTURE, tmp_path / "html")
-    assert "layers=low+mid" in pages["01_paper_localvit"] and "image/png" in pages["01_paper_localvit"]
-    assert "fusion=sum" in pages["01_paper_efficientmod"] and "not run yet" in pages["01_paper_efficientmod"]
+    assert (
+        "layers=low+mid" in pages["01_paper_localvit"] and "image/png" in pages["01_paper_localvit"]
+    )
+    assert (
+        "fusion=sum" in pages["01_paper_efficientmod"]
+        and "not run yet" in pages["01_paper_efficientmod"]
+    )
     assert "agrees" in pages["00_overview"]
     assert "localvit_lr" in pages["05_sweeps"]
 
@@ -70,5 +75,8 @@ def test_notebooks_degrade_without_results(tmp_path):
     empty.mkdir()
     pages = _run(empty, tmp_path / "html")
     assert "not run yet" in pages["00_overview"]
-    assert "not run yet" in pages["01_paper_localvit"] and "not run yet" in pages["01_paper_efficientmod"]
+    assert (
+        "not run yet" in pages["01_paper_localvit"]
+        and "not run yet" in pages["01_paper_efficientmod"]
+    )
     assert "no sweep results yet" in pages["05_sweeps"]

@@ -97,6 +97,15 @@ def _grid_section(
         lines.append(f"- run `{r.run_id}` ({r.cell}, seed {r.seed}) {r.status}{detail}{error}")
     if len(lost):
         lines.append("")
+    if "shared_from" in rows:
+        shared = rows[rows["shared_from"].fillna("").astype(str) != ""]
+        for (cell, source), g in shared.groupby(["cell", "shared_from"], sort=False):
+            lines.append(
+                f"- cell {cell}: {len(g)} run(s) shared with {source}, which trained them "
+                "(same resolved configuration and seed)"
+            )
+        if len(shared):
+            lines.append("")
     if figures:
         paper = grid.split("/")[0]
         made = fg.grid_figures(
