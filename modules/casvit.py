@@ -73,11 +73,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 import torch
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
 from modules.layers.catm import CATMConfig, Conv1x1, create_mixer
+from modules.registry import imagenet_cfg, init_linear
 from modules.toggles import (
     ToggleError,
     check_bool,
@@ -297,15 +298,7 @@ class CASViT(nn.Module):
         self.norm = nn.BatchNorm2d(cfg.dims[-1])
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cfg.dims[-1], cfg.num_classes) if cfg.num_classes else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        # As officially: truncated normal on Linear layers, zero bias; convs keep torch's init.
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        self.apply(init_linear)  # as officially; convs keep torch's init
 
     def toggles(self) -> dict:
         return self.cfg.toggles()
@@ -407,19 +400,7 @@ def checkpoint_filter_fn(state_dict: dict, model: CASViT) -> dict[str, torch.Ten
 
 
 def _cfg(**kwargs) -> dict:
-    return {
-        "url": "",
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
-        "crop_pct": 0.9,
-        "interpolation": "bicubic",
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-        "first_conv": "stem.conv1",
-        "classifier": "head",
-        **kwargs,
-    }
+    return imagenet_cfg("stem.conv1", **{**kwargs})
 
 
 default_cfgs = generate_default_cfgs(

@@ -45,7 +45,7 @@ from dataclasses import dataclass, fields, replace
 from os import PathLike
 
 import torch
-from timm.layers import Attention, DropPath, LayerNorm, Mlp, trunc_normal_
+from timm.layers import Attention, DropPath, LayerNorm, Mlp
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
@@ -56,6 +56,7 @@ from modules.layers.modulation import (
     ModulationConfig,
     ModulationToggles,
 )
+from modules.registry import imagenet_cfg, init_linear
 from modules.toggles import (
     ToggleError,
     check_bool,
@@ -328,15 +329,7 @@ class EfficientMod(nn.Module):
         self.norm = LayerNorm(cfg.dims[-1], eps=LN_EPS)
         self.head_drop = nn.Dropout(cfg.drop_rate)
         self.head = nn.Linear(cfg.dims[-1], cfg.num_classes) if cfg.num_classes else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        # As officially: truncated normal on every Linear, zero bias; convs keep torch's init.
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
+        self.apply(init_linear)  # as officially; convs keep torch's init
 
     def toggles(self) -> dict:
         """The run identity: every constructor toggle, inert ones None (see the config)."""
@@ -469,19 +462,7 @@ def load_official_efficientmod(
 
 
 def _cfg(**kwargs) -> dict:
-    return {
-        "url": "",
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
-        "crop_pct": 0.95,
-        "interpolation": "bicubic",
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-        "first_conv": "stem.conv",
-        "classifier": "head",
-        **kwargs,
-    }
+    return imagenet_cfg("stem.conv", **{"crop_pct": 0.95, **kwargs})
 
 
 default_cfgs = generate_default_cfgs(

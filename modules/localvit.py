@@ -119,6 +119,7 @@ from modules.layers.locality_ffn import (
     TokenBatchNorm,
     resolve_layers,
 )
+from modules.registry import imagenet_cfg, init_linear
 from modules.toggles import (
     ToggleError,
     check_bool,
@@ -378,11 +379,8 @@ class LocalViT(nn.Module):
         trunc_normal_(self.pos_embed, std=0.02)
         trunc_normal_(self.cls_token, std=0.02)
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
+            init_linear(m)
+            if isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
         for m in self.modules():
@@ -545,19 +543,9 @@ def load_official_localvit(
 
 
 def _cfg(**kwargs) -> dict:
-    return {
-        "url": "",
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "fixed_input_size": True,  # absolute position embeddings
-        "crop_pct": 0.875,
-        "interpolation": "bicubic",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "patch_embed.proj",
-        "classifier": "head",
-        **kwargs,
-    }
+    return imagenet_cfg(
+        "patch_embed.proj", **{"fixed_input_size": True, "crop_pct": 0.875, **kwargs}
+    )
 
 
 # Small inputs (Fashion-MNIST 28x28x1, CIFAR 32x32x3): patch 4 gives a 7x7 or 8x8 map.

@@ -89,6 +89,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from modules.layers.scalable_attention import IWSA, LN_EPS, PEG, SSA, PatchEmbed
+from modules.registry import imagenet_cfg
 from modules.toggles import (
     ToggleError,
     check_bool,
@@ -527,19 +528,7 @@ def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: Scalable
 
 
 def _cfg(**kwargs) -> dict:
-    return {
-        "url": "",
-        "num_classes": 1000,
-        "input_size": (3, 224, 224),
-        "pool_size": (7, 7),
-        "crop_pct": 0.9,
-        "interpolation": "bicubic",
-        "mean": (0.485, 0.456, 0.406),
-        "std": (0.229, 0.224, 0.225),
-        "first_conv": "stages.0.embed.conv",
-        "classifier": "head",
-        **kwargs,
-    }
+    return imagenet_cfg("stages.0.embed.conv", **{**kwargs})
 
 
 default_cfgs = generate_default_cfgs(
