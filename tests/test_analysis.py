@@ -155,6 +155,14 @@ def test_verdict(low, high, sign, expected):
     assert an.verdict(low, high, sign) == expected
 
 
+@pytest.mark.parametrize(
+    "low, high, expected",
+    [(-0.3, 0.4, "equivalent"), (-0.8, 0.4, "inconclusive"), (0.6, 1.2, "disagrees")],
+)
+def test_equivalence_verdict(low, high, expected):
+    assert an.verdict(low, high, 0, margin=0.5) == expected
+
+
 def test_pareto_mask():
     macs = [1.0, 2.0, 2.0, 3.0, 4.0]
     top1 = [70.0, 80.0, 75.0, 79.0, 85.0]

@@ -80,3 +80,12 @@ def test_notebooks_degrade_without_results(tmp_path):
         and "not run yet" in pages["01_paper_efficientmod"]
     )
     assert "no sweep results yet" in pages["05_sweeps"]
+
+
+def test_papers_are_the_grid_folders_not_sweeps():
+    assert report.paper_names(ROOT / "ablations") == [
+        "casvit",
+        "efficientmod",
+        "localvit",
+        "scalablevit",
+    ]

@@ -28,11 +28,13 @@ PAPER_NOTEBOOK = "01_paper"  # executed once per paper, with its ``paper`` param
 
 
 def paper_names(ablations: Path = ROOT / "ablations") -> list[str]:
-    """The papers: the folders under ``ablations/`` that hold grid YAMLs."""
-    return (
-        sorted(d.name for d in Path(ablations).iterdir() if d.is_dir() and any(d.glob("*.yaml")))
-        if Path(ablations).is_dir()
-        else []
+    """The papers: the folders under ``ablations/`` that hold grid YAMLs (not ``sweeps/``)."""
+    if not Path(ablations).is_dir():
+        return []
+    return sorted(
+        d.name
+        for d in Path(ablations).iterdir()
+        if d.is_dir() and d.name != "sweeps" and any(d.glob("*.yaml"))
     )
 
 

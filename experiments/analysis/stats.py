@@ -145,6 +145,7 @@ CLAIM_COLUMNS = [
     "cell",
     "versus_cell",
     "expected_sign",
+    "margin",
     "paper_table",
     "paper_model",
     "versus_table",
@@ -176,7 +177,8 @@ def load_claims(ablations_dir: str | Path | None = None) -> pd.DataFrame:
                     "cell": c["cell"],
                     "versus_cell": c["versus"],
                     "expected_sign": EXPECTS[c["expect"]],
-                    **{k: str(c.get(k, "")) for k in CLAIM_COLUMNS[6:]},
+                    "margin": float(c.get("margin", 0.5)),
+                    **{k: str(c.get(k, "")) for k in CLAIM_COLUMNS[7:]},
                 }
             )
     claims = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
@@ -328,9 +330,19 @@ def compare(
     }
 
 
-def verdict(low: float, high: float, expected_sign: int) -> str:
-    """``agrees`` / ``disagrees`` when the interval excludes 0, else ``inconclusive``."""
+def verdict(low: float, high: float, expected_sign: int, margin: float = 0.5) -> str:
+    """``agrees`` / ``disagrees`` when the interval excludes 0, else ``inconclusive``.
+
+    A claim of no difference (``expected_sign`` 0) is ``equivalent`` when the whole interval
+    lies inside ±``margin`` pp, ``disagrees`` when it lies wholly outside, else inconclusive.
+    """
     if math.isnan(low) or math.isnan(high):
+        return "inconclusive"
+    if int(expected_sign) == 0:
+        if -margin < low and high < margin:
+            return "equivalent"
+        if low > margin or high < -margin:
+            return "disagrees"
         return "inconclusive"
     if low > 0:
         sign = 1
@@ -532,10 +544,13 @@ def check_claims(
                 "cell": c.cell,
                 "versus_cell": c.versus_cell,
                 "expected_sign": c.expected_sign,
+                "margin": getattr(c, "margin", 0.5),
             }
             if len(a) and len(b):
                 row.update(compare(a, b, ci=ci, confidence=confidence))
-                row["verdict"] = verdict(row["delta_low"], row["delta_high"], c.expected_sign)
+                row["verdict"] = verdict(
+                    row["delta_low"], row["delta_high"], c.expected_sign, row["margin"]
+                )
             else:
                 row["verdict"] = "not run"
             value = _paper_value(paper_results, c.paper, c.paper_table, c.paper_model)
@@ -549,6 +564,7 @@ def check_claims(
             )
             rows.append(row)
     columns = ["paper", "grid", "profile", "claim", "cell", "versus_cell", "expected_sign"]
+    columns += ["margin"]
     columns += ["n_pairs", "delta", "delta_low", "delta_high", "p", "test", "p_improve"]
     columns += ["verdict", "paper_value", "paper_versus_value", "paper_delta", "source", "note"]
     out = pd.DataFrame(rows).reindex(columns=columns)
@@ -671,7 +687,7 @@ def format_claims(verdicts: pd.DataFrame) -> pd.DataFrame:
                 "profile": r.profile,
                 "claim": r.claim,
                 "comparison": f"{r.cell} vs {r.versus_cell}",
-                "expected": "+" if r.expected_sign > 0 else "−",
+                "expected": {1: "+", -1: "−"}.get(int(r.expected_sign), f"≈ ±{r.margin:g}"),
                 "ours: Δ (pp) ± 95% CI": format_interval(
                     r.delta, r.delta_low, r.delta_high, sign=True
                 )
