@@ -27,8 +27,10 @@ STYLE = {"style": "whitegrid", "context": "notebook"}
 VERDICT_COLORS = {
     "agrees": "#1b9e77",
     "disagrees": "#d95f02",
+    "equivalent": "#7570b3",
     "inconclusive": "#7f7f7f",
 }
+SIDE_COLORS = {1: "#1b9e77", -1: "#d95f02", 0: "#7f7f7f"}  # exploratory: which side of 0
 SAVE_RC = {"svg.hashsalt": "ablations", "svg.fonttype": "none"}
 
 
@@ -185,7 +187,7 @@ def plot_deltas(
         lo = (deltas["delta"] - deltas["delta_low"]).fillna(0).to_numpy()
         hi = (deltas["delta_high"] - deltas["delta"]).fillna(0).to_numpy()
         colors = [
-            VERDICT_COLORS[an.verdict(low, high, 1)] if not math.isnan(low) else "0.5"
+            SIDE_COLORS[int(low > 0) - int(high < 0)] if not math.isnan(low) else "0.5"
             for low, high in zip(deltas["delta_low"], deltas["delta_high"], strict=False)
         ]
         _forest(ax, deltas["delta"].to_numpy(float), y, lo, hi, colors)
@@ -194,7 +196,7 @@ def plot_deltas(
         for yi, r in zip(y, deltas.itertuples(), strict=False):
             p = an.format_p(r.p_holm)
             p = ("p" + p if p.startswith("<") else f"p={p}") if p else "p n/a"
-            text = f"{p} (Holm), n={r.n_pairs}"
+            text = f"{p} (Holm over the grid), n={r.n_pairs}"
             ax.annotate(
                 text,
                 (1.0, yi),
@@ -208,7 +210,10 @@ def plot_deltas(
         ax.margins(y=0.15)
     ax.set_xlabel(f"Δ {label} vs {baseline} (pp), paired by seed")
     ax.set_ylabel("")
-    what = "Δ to the baseline: mean ± 95% t-CI (green > 0, orange < 0, grey: CI spans 0)"
+    what = (
+        "exploratory: Δ to the baseline, mean ± 95% t-CI (unadjusted; "
+        "green > 0, orange < 0, grey: CI spans 0)"
+    )
     ax.set_title(_title(grid, rows, what, metric))
     return fig
 
@@ -288,18 +293,6 @@ def plot_cost(
     return fig
 
 
-def _curve_cells(results: pd.DataFrame, grid: str, metric: str, limit: int = 6) -> list[str]:
-    """All cells if few; else the baseline, the best and the worst by mean ``metric``."""
-    order = an.cell_order(results, grid)
-    if len(order) <= limit:
-        return order
-    stats = an.cell_stats(results[results["grid"] == grid], metric).sort_values("mean")
-    baseline = an.baseline_of(results, grid)
-    ranked = [c for c in stats["cell"] if c != baseline]
-    picked = [baseline] + ranked[-(limit - 2) :] + ranked[:1]
-    return [c for c in order if c in picked]
-
-
 @_styled
 def plot_curves(
     epochs: pd.DataFrame,
@@ -314,14 +307,14 @@ def plot_curves(
     rows = epochs[epochs["grid"] == grid]
     if profile is not None and "profile" in rows:
         rows = rows[rows["profile"] == profile]
-    if cells is None:
+    if cells is None:  # every cell, in the grid's order
         cells = (
-            _curve_cells(results, grid, "test_top1")
+            an.cell_order(results, grid)
             if results is not None and (results["grid"] == grid).any()
             else list(dict.fromkeys(rows["cell"]))
         )
     rows = rows[rows["cell"].isin(cells)]
-    fig, (ax,) = _figure(8, 5)
+    fig, (ax,) = _figure(10, 5)
     label = an.METRIC_LABELS.get(y, y)
     n = rows.groupby("cell")["seed"].nunique()
     seeds = (
@@ -345,9 +338,9 @@ def plot_curves(
             errorbar=_t95,
             marker="o",
             ax=ax,
-            palette="colorblind",
+            palette=sns.color_palette("colorblind" if len(cells) <= 10 else "husl", len(cells)),
         )
-        ax.legend(title="cell", fontsize="small", loc="lower right")
+        ax.legend(title="cell", fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.xaxis.get_major_locator().set_params(integer=True)
     where = f" · profile {profile}" if profile else ""
     ax.set_title(f"{grid}{where} · {seeds}\n{label} per epoch: mean over seeds, 95% t-CI band")
@@ -358,46 +351,88 @@ def plot_curves(
 
 @_styled
 def plot_claims(verdicts: pd.DataFrame) -> Figure:
-    """Every claim's paired delta, signed so that right of zero means the claim holds here."""
-    ran = verdicts[verdicts["verdict"] != "not run"].iloc[::-1]
-    fig, (ax,) = _figure(10, 1.8 + 0.55 * max(len(ran), 1))
-    if ran.empty:
+    """Each paper's claims in its own panel row: ours (left) and the paper's Δ (right).
+
+    Our Δ is signed so that right of zero means the claim's direction (claims of no difference
+    keep their sign and show the margin as a band); its interval is the Holm-adjusted one the
+    verdict used. Every panel has its own x-scale, so a 0.5 pp effect is as readable as a 20 pp
+    one, and the paper's ImageNet Δ never shares an axis with ours.
+    """
+    ran = verdicts[verdicts["verdict"] != "not run"]
+    papers = list(dict.fromkeys(ran["paper"]))
+    if not papers:
+        fig, (ax,) = _figure(10, 2.5)
         _empty(ax, "no claim has results yet")
         ax.set_title("paper claims: not run yet")
         return fig
-    sign = ran["expected_sign"].astype(float).to_numpy()
-    delta = ran["delta"].to_numpy(float) * sign
-    lo = np.where(sign > 0, ran["delta_low"], -ran["delta_high"]).astype(float)
-    hi = np.where(sign > 0, ran["delta_high"], -ran["delta_low"]).astype(float)
-    yv = np.arange(len(ran))
-    colors = [VERDICT_COLORS.get(v, "0.5") for v in ran["verdict"]]
-    _forest(ax, delta, yv, np.nan_to_num(delta - lo), np.nan_to_num(hi - delta), colors)
-    paper = ran["paper_delta"].to_numpy(float) * sign
-    if np.isfinite(paper).any():
-        ax.scatter(paper, yv, marker="x", color="0.2", s=45, zorder=4, label="paper (ImageNet)")
-    ax.axvline(0, color="0.2", linewidth=1)
-    labels = [
-        "\n".join(textwrap.wrap(f"{r.grid} [{r.profile}]: {r.claim}", 55)) for r in ran.itertuples()
-    ]
-    ax.set_yticks(yv, labels, fontsize="small")
+    heights = [max(1, (ran["paper"] == p).sum()) + 1.2 for p in papers]
+    fig = Figure(figsize=(12, 0.5 * sum(heights) + 1.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(papers), 2, squeeze=False, width_ratios=[3, 1],
+                        gridspec_kw={"height_ratios": heights})  # fmt: skip
+    for (ax, ax_paper), paper in zip(axes, papers, strict=True):
+        rows = ran[ran["paper"] == paper].iloc[::-1]
+        sign = rows["expected_sign"].astype(float).replace(0.0, 1.0).to_numpy()
+        delta = rows["delta"].to_numpy(float) * sign
+        lo = np.where(sign > 0, rows["ci_low"], -rows["ci_high"]).astype(float)
+        hi = np.where(sign > 0, rows["ci_high"], -rows["ci_low"]).astype(float)
+        yv = np.arange(len(rows))
+        colors = [VERDICT_COLORS.get(v, "0.5") for v in rows["verdict"]]
+        _forest(ax, delta, yv, np.nan_to_num(delta - lo), np.nan_to_num(hi - delta), colors)
+        for yi, r in zip(yv, rows.itertuples(), strict=True):
+            if int(r.expected_sign) == 0:
+                ax.fill_betweenx([yi - 0.3, yi + 0.3], -r.margin, r.margin, color="0.85", zorder=1)
+        ax.axvline(0, color="0.2", linewidth=1)
+        labels = [
+            "\n".join(textwrap.wrap(f"{r.grid.split('/')[-1]}: {r.claim}", 60))
+            for r in rows.itertuples()
+        ]
+        ax.set_yticks(yv, labels, fontsize="small")
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_xlabel("ours: Δ top-1 in the claimed direction (pp), Holm-adjusted CI")
+        ax.set_title(f"{paper}: {len(rows)} claims, Holm across them", loc="left")
+        paper_delta = rows["paper_delta"].to_numpy(float) * sign
+        shown = np.isfinite(paper_delta)
+        if shown.any():
+            ax_paper.scatter(paper_delta[shown], yv[shown], marker="x", color="0.2", s=45)
+            ax_paper.axvline(0, color="0.2", linewidth=1)
+        else:
+            _empty(ax_paper, "no published Δ")
+        ax_paper.set_ylim(ax.get_ylim())
+        ax_paper.set_yticks(yv, [""] * len(yv))
+        ax_paper.set_xlabel("paper: Δ on ImageNet (pp)")
     for verdict, color in VERDICT_COLORS.items():
-        ax.scatter([], [], c=color, marker="D", label=f"ours: {verdict}")
-    ax.legend(loc="best", fontsize="small")
-    ax.set_xlabel("Δ top-1 in the claimed direction (pp): > 0 means the claim holds")
-    ax.set_title(
-        "Did each paper claim hold here? Paired Δ ± 95% t-CI over seeds\n"
-        "(x = the paper's own Δ on ImageNet, where published)"
-    )
+        axes[0][0].scatter([], [], c=color, marker="D", label=verdict)
+    axes[0][0].legend(loc="best", fontsize="small", title="verdict", title_fontsize="small")
+    fig.suptitle("Did each paper claim hold here? (grey band: the margin of a no-difference claim)")
     return fig
+
+
+def _pruned(trials: pd.DataFrame) -> pd.DataFrame:
+    """Pruned trials with the last validation top-1 they reported, in percent."""
+    if "state" not in trials:
+        return trials.iloc[:0].assign(last=[])
+    rows = trials[trials["state"] == "PRUNED"]
+    last = pd.to_numeric(rows.get("user_attrs_last_report"), errors="coerce")
+    return rows.assign(last=100 * last if last is not None else math.nan)
+
+
+def _integer_ticks(axis) -> None:
+    axis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
 
 
 @_styled
 def plot_sweep(trials: pd.DataFrame, name: str, direction: str | None = None) -> Figure:
-    """Objective per trial and the best so far (single objective) or the front (two)."""
+    """Objective per trial with the best so far (one objective), or the front (two).
+
+    Two objectives are drawn like the grids' cost plots: the cost (the minimised objective) on
+    x, accuracy on y. Pruned trials are shown at the last value they reported.
+    """
     objectives = an.sweep_objectives(trials)
     directions = an.sweep_directions(trials) if direction is None else [direction] * 2
     labels = an.sweep_labels(trials)
     done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
+    pruned = _pruned(trials)
     fig, (ax,) = _figure(8, 5)
     if not objectives or done.empty:
         _empty(ax, "no complete trials")
@@ -405,20 +440,26 @@ def plot_sweep(trials: pd.DataFrame, name: str, direction: str | None = None) ->
         col = objectives[0]
         done = done.sort_values("number")
         best = done[col].cummax() if directions[0] == "maximize" else done[col].cummin()
-        sns.scatterplot(data=done, x="number", y=col, ax=ax, color="C0", label="trial", s=40)
+        ax.scatter(done["number"], done[col], color="C0", s=40, label="complete trial")
+        if pruned["last"].notna().any():
+            ax.scatter(pruned["number"], pruned["last"], marker="x", color="0.45", s=40,
+                       label="pruned (last val top-1 reported)")  # fmt: skip
         ax.plot(done["number"], best, color="C3", drawstyle="steps-post", label="best so far")
         ax.set_xlabel("trial number")
         ax.set_ylabel(f"{labels[0]} ({directions[0]})")
+        _integer_ticks(ax.xaxis)
         ax.legend(fontsize="small")
     else:
-        x, y = done[objectives[0]].to_numpy(float), done[objectives[1]].to_numpy(float)
-        sx = 1 if directions[0] == "minimize" else -1
-        sy = 1 if directions[1] == "maximize" else -1
+        ix, iy = (1, 0) if directions[:2] == ["maximize", "minimize"] else (0, 1)
+        x = done[objectives[ix]].to_numpy(float)
+        y = done[objectives[iy]].to_numpy(float)
+        sx = 1 if directions[ix] == "minimize" else -1
+        sy = 1 if directions[iy] == "maximize" else -1
         mask = an.pareto_mask(sx * x, sy * y)
-        ax.scatter(x, y, color="C0", s=40, label="trial")
+        ax.scatter(x, y, color="C0", s=40, label="complete trial")
         ax.scatter(x[mask], y[mask], s=140, facecolors="none", edgecolors="C3", label="Pareto")
-        ax.set_xlabel(f"{labels[0]} ({directions[0]})")
-        ax.set_ylabel(f"{labels[1]} ({directions[1]})")
+        ax.set_xlabel(f"{labels[ix]} ({directions[ix]})")
+        ax.set_ylabel(f"{labels[iy]} ({directions[iy]})")
         ax.legend(fontsize="small")
     states = trials["state"].value_counts().to_dict() if "state" in trials else {}
     counts = ", ".join(f"{v} {k.lower()}" for k, v in states.items())
@@ -464,16 +505,56 @@ def grid_figures(
     return {kind: save(fig, out_dir, f"{stem}_{kind}") for kind, fig in made.items()}
 
 
+def _categorical(values: pd.Series) -> bool:
+    """Booleans, strings and lists are categories; only true numbers get a continuous axis."""
+    if values.dtype == bool or values.dropna().map(type).eq(bool).all():
+        return True
+    return pd.to_numeric(values, errors="coerce").isna().any()
+
+
 @_styled
 def plot_sweep_params(trials: pd.DataFrame, name: str) -> Figure:
-    """Objective against each searched parameter (log axis for wide positive ranges)."""
+    """The accuracy objective (y, as in the grid plots) against each searched parameter (x).
+
+    Booleans and other categories get a categorical axis; numbers a continuous one (log for
+    wide positive ranges); pruned trials appear at the last value they reported.
+    """
     objectives = an.sweep_objectives(trials)
+    directions = an.sweep_directions(trials)
+    labels = an.sweep_labels(trials)
     params = [c for c in trials.columns if c.startswith("params_")]
     done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
+    pruned = _pruned(trials)
     fig, axes = _figure(4.2 * max(len(params), 1), 4.2, ncols=max(len(params), 1))
     if not objectives or not params or done.empty:
         _empty(axes[0], "no complete trials with parameters")
         return fig
+    k = directions.index("maximize") if "maximize" in directions else 0
+    y = done[objectives[k]]
+    for ax, column in zip(axes, params, strict=False):
+        if _categorical(trials[column]):
+            order = sorted(trials[column].dropna().astype(str).unique())
+            sns.stripplot(x=done[column].astype(str), y=y, ax=ax, color="C0", order=order)
+            if pruned["last"].notna().any():
+                sns.stripplot(x=pruned[column].astype(str), y=pruned["last"], ax=ax,
+                              color="0.45", marker="X", order=order)  # fmt: skip
+        else:
+            x = pd.to_numeric(done[column])
+            ax.scatter(x, y, color="C0", s=40)
+            if pruned["last"].notna().any():
+                ax.scatter(pd.to_numeric(pruned[column]), pruned["last"], marker="x",
+                           color="0.45", s=40)  # fmt: skip
+            every = pd.to_numeric(trials[column])
+            if (every > 0).all() and every.max() / every.min() > 10:
+                ax.set_xscale("log")
+            elif (every.dropna() % 1 == 0).all():
+                _integer_ticks(ax.xaxis)
+        ax.set_xlabel(column.removeprefix("params_"))
+        ax.set_ylabel(f"{labels[k]} ({directions[k]})")
+    n_pruned = int(pruned["last"].notna().sum())
+    extra = f", {n_pruned} pruned shown as grey x at their last report" if n_pruned else ""
+    fig.suptitle(f"sweep {name}: objective per parameter ({len(done)} complete trials{extra})")
+    return fig
     for ax, column in zip(axes, params, strict=False):
         x = pd.to_numeric(done[column], errors="coerce")
         if x.notna().all():

@@ -19,6 +19,7 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
+from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import stats as an
 
@@ -50,12 +51,24 @@ def notebook_runs(notebooks_dir: Path = NOTEBOOKS) -> list[tuple[Path, str, dict
 
 
 METHODS = (
-    "Mean ± 95% Student-t interval over seeds, ok runs only. Δ is the difference to the grid's "
-    "baseline, paired by seed, with its 95% t-interval; p is a paired t-test (Wilcoxon "
-    "signed-rank from 6 pairs on), Holm-corrected across the cells of a grid; P(improve) is the "
-    "share of seeds on which the cell beats the baseline (ties count 1/2). A claim *agrees* when "
-    "our paired Δ's interval excludes 0 on the claimed side, *disagrees* when it excludes 0 on "
-    "the other side, and is *inconclusive* otherwise. Paper numbers are ImageNet top-1 from "
+    "**Confirmatory (the claims table).** Each paper's claims are one family. A directional "
+    "claim is tested by a two-sided paired t-test (pairs: runs of the two cells with the same "
+    "seed), a claim of no difference by TOST with the margin its spec states (default 0.5 pp). "
+    "Holm's step-down procedure runs across the paper's claims at α = 0.05 (the family counts "
+    "every claim the paper's specs make, run or not); *p (raw)* is the test's own p, *p (Holm, "
+    "paper)* the adjusted one. Each interval is drawn at the level Holm used for that claim "
+    "(shown as *CI level*; for claims of no difference the TOST interval, 1 − 2α_i), so the "
+    "interval and the adjusted p always give the same verdict. *agrees* / *disagrees*: the "
+    "difference test rejects on the claimed / the other side; *equivalent*: the adjusted TOST "
+    "interval lies inside ±margin (for a directional claim this means the claimed effect is "
+    "smaller than the margin); a claim of no difference *disagrees* when that interval lies "
+    "wholly beyond the margin; otherwise *inconclusive*. *claim holds* says whether the "
+    "verdict supports the paper. "
+    "**Exploratory (the cell tables).** Mean ± 95% Student-t interval over seeds, ok runs "
+    "only; Δ is the difference to the grid's baseline, paired by seed, with its unadjusted 95% "
+    "t-interval; p is a paired t-test (Wilcoxon signed-rank from 6 pairs on), Holm-corrected "
+    "across the cells of one grid. P(improve) is the share of seeds on which the cell beats the "
+    "baseline (ties count 1/2). Paper numbers are ImageNet top-1 from "
     "`reference/paper_results.csv`: compare directions, not levels."
 )
 
@@ -133,7 +146,7 @@ def build_report(
     reference = an.reference_dir(results_dir)
     claims = an.load_claims(ROOT / "ablations")
     paper_results = an.load_paper_results(reference / "paper_results.csv")
-    verdicts = an.check_claims(results, claims, paper_results, metric)
+    verdicts = cl.check_claims(results, claims, paper_results, metric)
 
     lines = ["# Ablation results", ""]
     lines += [
@@ -144,7 +157,7 @@ def build_report(
         "",
         "## Did each paper's claim hold here?",
         "",
-        markdown_table(an.format_claims(verdicts)),
+        markdown_table(cl.format_claims(verdicts)),
         "",
     ]
     if figures and (verdicts["verdict"] != "not run").any():

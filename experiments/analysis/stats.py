@@ -1,9 +1,9 @@
 """Statistics and paper-style tables over ablation results.
 
 Why this shape: a seed is the unit of evidence. Every comparison pairs runs by seed, reports an
-interval rather than a point, corrects for testing many cells of one grid against the same
-baseline (Holm), and turns each paper's qualitative claim into a verdict that says how sure we
-are. Inputs are the runner's tidy tables (``results/<paper>/<table>.csv``, one row per run);
+interval rather than a point, and corrects for testing many cells of one grid against the same
+baseline (Holm). These cell tables are exploratory; the confirmatory tests of the papers'
+claims, with their own family and verdicts, live in ``experiments.analysis.claims``. Inputs are the runner's tidy tables (``results/<paper>/<table>.csv``, one row per run);
 the papers' own numbers and claims are data under ``results/reference/``, never code.
 
 Only runs with ``status == "ok"`` enter accuracy statistics; diverged and failed runs are
@@ -330,29 +330,6 @@ def compare(
     }
 
 
-def verdict(low: float, high: float, expected_sign: int, margin: float = 0.5) -> str:
-    """``agrees`` / ``disagrees`` when the interval excludes 0, else ``inconclusive``.
-
-    A claim of no difference (``expected_sign`` 0) is ``equivalent`` when the whole interval
-    lies inside ±``margin`` pp, ``disagrees`` when it lies wholly outside, else inconclusive.
-    """
-    if math.isnan(low) or math.isnan(high):
-        return "inconclusive"
-    if int(expected_sign) == 0:
-        if -margin < low and high < margin:
-            return "equivalent"
-        if low > margin or high < -margin:
-            return "disagrees"
-        return "inconclusive"
-    if low > 0:
-        sign = 1
-    elif high < 0:
-        sign = -1
-    else:
-        return "inconclusive"
-    return "agrees" if sign == int(expected_sign) else "disagrees"
-
-
 # ----------------------------------------------------------------------------- tables
 
 
@@ -516,62 +493,6 @@ def summary_table(
     return _sort(out.drop(columns="paper_baseline"), df)
 
 
-def check_claims(
-    df: pd.DataFrame,
-    claims: pd.DataFrame | None = None,
-    paper_results: pd.DataFrame | None = None,
-    metric: str = "test_top1",
-    *,
-    ci: str = "t",
-    confidence: float = 0.95,
-) -> pd.DataFrame:
-    """One verdict per claim and profile; a claim whose cells have no ok run is ``not run``."""
-    claims = load_claims() if claims is None else claims
-    paper_results = load_paper_results() if paper_results is None else paper_results
-    rows = []
-    for c in claims.itertuples():
-        grid_rows = df[df["grid"] == c.grid]
-        profiles = list(dict.fromkeys(grid_rows["profile"])) or [""]
-        for profile in profiles:
-            rows_p = grid_rows[grid_rows["profile"] == profile]
-            a = _by_seed(rows_p[rows_p["cell"] == c.cell], metric)
-            b = _by_seed(rows_p[rows_p["cell"] == c.versus_cell], metric)
-            row = {
-                "paper": c.paper,
-                "grid": c.grid,
-                "profile": profile,
-                "claim": c.claim,
-                "cell": c.cell,
-                "versus_cell": c.versus_cell,
-                "expected_sign": c.expected_sign,
-                "margin": getattr(c, "margin", 0.5),
-            }
-            if len(a) and len(b):
-                row.update(compare(a, b, ci=ci, confidence=confidence))
-                row["verdict"] = verdict(
-                    row["delta_low"], row["delta_high"], c.expected_sign, row["margin"]
-                )
-            else:
-                row["verdict"] = "not run"
-            value = _paper_value(paper_results, c.paper, c.paper_table, c.paper_model)
-            versus = _paper_value(paper_results, c.paper, c.versus_table, c.versus_model)
-            row.update(
-                paper_value=value,
-                paper_versus_value=versus,
-                paper_delta=value - versus,
-                source=c.source,
-                note=c.note,
-            )
-            rows.append(row)
-    columns = ["paper", "grid", "profile", "claim", "cell", "versus_cell", "expected_sign"]
-    columns += ["margin"]
-    columns += ["n_pairs", "delta", "delta_low", "delta_high", "p", "test", "p_improve"]
-    columns += ["verdict", "paper_value", "paper_versus_value", "paper_delta", "source", "note"]
-    out = pd.DataFrame(rows).reindex(columns=columns)
-    out["p_holm"] = out.groupby(["grid", "profile"])["p"].transform(lambda p: holm(p))
-    return out
-
-
 def grid_overview(df: pd.DataFrame) -> pd.DataFrame:
     """One line per grid and profile: cells, seeds, and how many runs ended in each status."""
     if not len(df):
@@ -656,7 +577,7 @@ def format_summary(summary: pd.DataFrame, metric: str = "test_top1") -> pd.DataF
                 "Δ vs baseline (pp)": "—"
                 if is_base
                 else format_interval(r.delta, r.delta_low, r.delta_high, sign=True),
-                "p (Holm)": "" if is_base else format_p(r.p_holm),
+                "p (Holm, grid; exploratory)": "" if is_base else format_p(r.p_holm),
                 "P(improve)": "" if is_base else _num(r.p_improve, 2),
                 "paper top-1 (%)": _num(r.paper_value, 1),
                 "paper Δ (pp)": _num(r.paper_delta, 1, sign=True),
@@ -671,36 +592,6 @@ def format_summary(summary: pd.DataFrame, metric: str = "test_top1") -> pd.DataF
         empty = [c for c in out.columns if (out[c] == "").all() and c.startswith("paper")]
         out = out.drop(columns=empty)
     return out
-
-
-def format_claims(verdicts: pd.DataFrame) -> pd.DataFrame:
-    """Strings for display: claim, our paired delta with CI, the paper's delta, the verdict."""
-    rows = []
-    for r in verdicts.itertuples():
-        ran = r.verdict != "not run"
-        paper = ""
-        if not math.isnan(r.paper_delta):
-            paper = f"{r.paper_delta:+.1f} ({r.paper_value:.1f} vs {r.paper_versus_value:.1f})"
-        rows.append(
-            {
-                "grid": r.grid,
-                "profile": r.profile,
-                "claim": r.claim,
-                "comparison": f"{r.cell} vs {r.versus_cell}",
-                "expected": {1: "+", -1: "−"}.get(int(r.expected_sign), f"≈ ±{r.margin:g}"),
-                "ours: Δ (pp) ± 95% CI": format_interval(
-                    r.delta, r.delta_low, r.delta_high, sign=True
-                )
-                if ran
-                else "",
-                "n": str(int(r.n_pairs)) if ran else "",
-                "p": format_p(r.p) if ran else "",
-                "P(improve)": _num(r.p_improve, 2) if ran else "",
-                "paper: Δ (pp)": paper,
-                "verdict": r.verdict,
-            }
-        )
-    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- Pareto and sweeps

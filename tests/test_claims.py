@@ -1,0 +1,166 @@
+"""Confirmatory claim tests: Holm across a paper's claims, TOST, intervals that match the verdict.
+
+Why: a verdict is the one thing a reader takes away; it must follow from the family-wise
+correction the report states, and the interval printed beside it must tell the same story.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from experiments.analysis import claims as cl
+from experiments.analysis import stats as an
+
+
+def claims_table(rows: list[tuple[str, str, str, int]], paper: str = "p", margin: float = 0.5):
+    """Claims from (claim, cell, versus, expected_sign) tuples, all in grid ``p/g``."""
+    return pd.DataFrame(
+        {
+            "paper": paper,
+            "grid": f"{paper}/g",
+            "claim": [r[0] for r in rows],
+            "cell": [r[1] for r in rows],
+            "versus_cell": [r[2] for r in rows],
+            "expected_sign": [r[3] for r in rows],
+            "margin": margin,
+            **{k: "" for k in ["paper_table", "paper_model", "versus_table", "versus_model"]},
+            "source": "",
+            "note": "",
+        }
+    )
+
+
+def results(cells: dict[str, list[float]], paper: str = "p") -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "paper": paper,
+                "grid": f"{paper}/g",
+                "cell": cell,
+                "profile": "quick",
+                "seed": seed,
+                "status": "ok",
+                "test_top1": value,
+            }  # fmt: skip
+            for cell, values in cells.items()
+            for seed, value in enumerate(values)
+        ]
+    )
+
+
+def test_paired_t_matches_scipy():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(80, 1, 7), rng.normal(79.6, 1, 7)
+    got = cl.paired_t(a - b, margin=0.5)
+    assert got["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    lower = stats.ttest_1samp(a - b, -0.5, alternative="greater").pvalue
+    upper = stats.ttest_1samp(a - b, 0.5, alternative="less").pvalue
+    assert got["p_tost"] == pytest.approx(max(lower, upper))
+
+
+def test_holm_levels_match_holm_and_are_consistent():
+    p = np.array([0.001, 0.04, 0.012, np.nan, 0.3])
+    adjusted, levels = cl.holm_levels(p, m=4)
+    np.testing.assert_allclose(adjusted[~np.isnan(p)], an.holm(p)[~np.isnan(p)])
+    tested = ~np.isnan(p)
+    # p < its Holm level exactly when the adjusted p < alpha
+    assert ((p[tested] < levels[tested]) == (adjusted[tested] < 0.05)).all()
+    assert levels[0] == pytest.approx(0.05 / 4) and levels[2] == pytest.approx(0.05 / 3)
+    assert levels[1] == levels[4] == pytest.approx(0.05 / 2)  # the stopping step's level
+
+
+def test_family_counts_claims_not_run():
+    p = np.array([0.02])
+    alone, _ = cl.holm_levels(p, m=1)
+    in_family, levels = cl.holm_levels(p, m=3)
+    assert alone[0] == pytest.approx(0.02) and in_family[0] == pytest.approx(0.06)
+    assert levels[0] == pytest.approx(0.05 / 3)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_interval_and_adjusted_p_agree(seed):
+    """On random families the interval at Holm's level excludes 0 iff Holm rejects."""
+    rng = np.random.default_rng(seed)
+    cells = {"x=0": list(rng.normal(80, 1, 5))}
+    rows = []
+    for k in range(1, 5):
+        cells[f"x={k}"] = list(np.array(cells["x=0"]) + rng.normal(rng.normal(0, 1), 0.6, 5))
+        rows.append((f"claim {k}", f"x={k}", "x=0", int(rng.choice([1, -1]))))
+    verdicts = cl.check_claims(results(cells), claims_table(rows), pd.DataFrame(
+        columns=["paper", "table", "model", "value"]))  # fmt: skip
+    excludes = (verdicts["delta_low"] > 0) | (verdicts["delta_high"] < 0)
+    assert (excludes == (verdicts["p_adjusted"] < 0.05)).all()
+    decided = verdicts["verdict"].isin(["agrees", "disagrees"])
+    assert (decided == excludes).all()
+
+
+NO_PAPER = pd.DataFrame(columns=["paper", "table", "model", "value"])
+
+
+def test_four_verdicts():
+    base = [80.0, 81.0, 79.5, 80.5, 80.2, 79.8]
+    cells = {
+        "x=a": base,
+        "x=big": [v + 2.0 + d for v, d in zip(base, [0.1, -0.1, 0.2, 0.0, -0.2, 0.1], strict=True)],
+        "x=tiny": [v + d for v, d in zip(base, [0.15, -0.05, 0.1, -0.1, 0.2, 0.0], strict=True)],
+        "x=noisy": [v + d for v, d in zip(base, [1.5, -2.0, 2.5, -1.0, 0.5, -1.8], strict=True)],
+    }
+    rows = [
+        ("big beats a", "x=big", "x=a", 1),
+        ("a beats big", "x=a", "x=big", 1),
+        ("tiny beats a", "x=tiny", "x=a", 1),
+        ("tiny matches a", "x=tiny", "x=a", 0),
+        ("big matches a", "x=big", "x=a", 0),
+        ("noisy beats a", "x=noisy", "x=a", 1),
+        ("missing", "x=z", "x=a", 1),
+    ]
+    v = cl.check_claims(results(cells), claims_table(rows), NO_PAPER).set_index("claim")
+    assert v.loc["big beats a", "verdict"] == "agrees"
+    assert v.loc["a beats big", "verdict"] == "disagrees"
+    assert (
+        v.loc["tiny beats a", "verdict"] == "equivalent"
+    )  # no difference shown, and any is below the margin
+    assert v.loc["tiny matches a", "verdict"] == "equivalent"
+    assert v.loc["big matches a", "verdict"] == "disagrees"
+    assert v.loc["noisy beats a", "verdict"] == "inconclusive"
+    # a real effect smaller than the margin still confirms the direction
+    small = {
+        "x=a": base,
+        "x=s": [v + 0.1 + d for v, d in zip(base, [0.01, -0.01] * 3, strict=True)],
+    }
+    one = claims_table([("s beats a", "x=s", "x=a", 1)])
+    assert cl.check_claims(results(small), one, NO_PAPER).loc[0, "verdict"] == "agrees"
+    assert v.loc["missing", "verdict"] == "not run"
+    assert (v["family_size"].dropna() == 7).all()
+    assert v.loc["tiny matches a", "precise"] and not v.loc["noisy beats a", "precise"]
+    assert cl.claim_holds("equivalent", 0) == "yes" and cl.claim_holds("equivalent", 1) == "no"
+    shown = cl.format_claims(v.reset_index())
+    assert {"p (raw)", "p (Holm, paper)", "CI level", "claim holds"} <= set(shown.columns)
+
+
+def test_holm_across_the_paper_makes_a_borderline_claim_inconclusive():
+    """A claim that passes alone fails once the paper's other claims share the error rate."""
+    a = [80.0, 81.0, 79.5, 80.5]
+    b = [80.9, 81.5, 80.6, 81.1]  # p = 0.011 alone, 0.067 in a family of six
+    alone = claims_table([("b beats a", "x=b", "x=a", 1)])
+    v1 = cl.check_claims(results({"x=a": a, "x=b": b}), alone, NO_PAPER)
+    assert v1.loc[0, "verdict"] == "agrees"
+    family = claims_table([("b beats a", "x=b", "x=a", 1)] + [
+        (f"other {k}", f"x=o{k}", "x=a", 1) for k in range(5)])  # fmt: skip
+    v6 = cl.check_claims(results({"x=a": a, "x=b": b}), family, NO_PAPER).set_index("claim")
+    assert v6.loc["b beats a", "verdict"] == "inconclusive"
+    assert v6.loc["b beats a", "p_adjusted"] == pytest.approx(6 * v1.loc[0, "p_test"])
+
+
+def test_papers_are_separate_families():
+    a, b = [80.0, 81.0, 79.5, 80.5], [80.9, 81.6, 80.7, 81.2]
+    both = pd.concat([results({"x=a": a, "x=b": b}, "p"), results({"x=a": a, "x=b": b}, "q")])
+    claims = pd.concat([
+        claims_table([("b beats a", "x=b", "x=a", 1)], "p"),
+        claims_table([("b beats a", "x=b", "x=a", 1)], "q"),
+    ])  # fmt: skip
+    v = cl.check_claims(both, claims, NO_PAPER)
+    assert (v["family_size"] == 1).all() and (v["verdict"] == "agrees").all()
