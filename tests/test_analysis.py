@@ -326,7 +326,7 @@ def test_other_figures_are_written(tmp_path, results):
         "sweep_params": fg.plot_sweep_params(trials, "localvit_lr"),
         "no_ok_runs": fg.plot_cells(results.assign(status="failed"), "localvit/layers"),
         "no_deltas": fg.plot_deltas(results.assign(status="failed"), "localvit/layers"),
-        "no_cost": fg.plot_cost(results.drop(columns=["macs", "train_img_s"]), "localvit/layers"),
+        "no_cost": fg.plot_cost(results.drop(columns=["macs", "params"]), "localvit/layers"),
     }
     for name, fig in figures.items():
         assert _nonempty(fg.save(fig, tmp_path, name, formats=("png",))), name

@@ -49,3 +49,35 @@ def test_model_part_is_what_the_model_reports():
     resolved = resolve(BASE)["model"]
     assert resolved["arch"] == "LocalViT" and resolved["depth"] == 2
     assert resolved["in_chans"] == 1 and resolved["num_classes"] == 10  # from the data
+
+
+def test_knobs_added_later_keep_old_ids():
+    """A committed run's id must not move when a knob is added at its neutral value."""
+    from experiments.run.identity import NEUTRAL
+
+    assert run_id(BASE, 0) == run_id(_with("train", steps=None, precise_bn=0), 0)
+    assert run_id(BASE, 0) == run_id(_with("train", collapse_gap=10.0), 0)  # flags only
+    assert run_id(BASE, 0) != run_id(_with("train", steps=40), 0)
+    assert run_id(BASE, 0) != run_id(_with("train", precise_bn=4), 0)
+    assert set(NEUTRAL["train"]) == {"steps", "precise_bn"}
+
+
+def test_committed_ids_still_resolve():
+    """The current specs give the committed rows their ids: a fresh clone retrains nothing."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from experiments.config.spec import load_spec
+    from experiments.run.runner import run_records
+
+    root = Path(__file__).resolve().parents[1]
+    for grid in ("localvit/layers", "casvit/mixer"):
+        table = pd.read_csv(root / "results" / f"{grid}.csv", dtype={"run_id": str})
+        spec = load_spec(root / "ablations" / f"{grid}.yaml", build_models=False)
+        ids = {(r["cell"], r["seed"]): r["run_id"] for r in run_records(spec, "quick", [0, 1, 2])}
+        committed = {
+            (c, int(s)): r
+            for c, s, r in zip(table["cell"], table["seed"], table["run_id"], strict=True)
+        }
+        assert committed == ids, grid

@@ -73,3 +73,39 @@ def test_no_weight_decay_on_norms_biases_embeddings():
         n.endswith("bias") or "norm" in n or n in ("cls_token", "pos_embed") for n in no_decay
     )
     assert "blocks.0.attn.qkv.weight" not in no_decay
+
+
+BN_MODEL = {"name": "casvit_micro"}  # BatchNorm throughout
+SMALL = {"name": "synthetic", "synthetic_train": 96, "val_size": 32, "batch_size": 32}
+
+
+def test_budget_in_steps_sets_the_epochs(tmp_path):
+    """96 images at batch 32 are 3 steps an epoch: 7 steps are 3 epochs, the last partial."""
+    result = train_run(MICRO, SMALL, {"steps": 7, "bench_seconds": 0.01}, progress=False)
+    assert result["status"] == "ok" and result["epochs_run"] == 3
+
+
+def test_precise_bn_changes_evaluation_not_training():
+    """Same training curve with and without precise BN; the evaluation differs (BN statistics
+    recomputed); and a network without BatchNorm is untouched by it."""
+    train = {"epochs": 2, "bench_seconds": 0.01, "collapse_gap": 100.0}
+    plain = train_run(BN_MODEL, SMALL, train, progress=False, measure_cost=False)
+    precise = train_run(
+        BN_MODEL, SMALL, {**train, "precise_bn": 2}, progress=False, measure_cost=False
+    )
+    assert [e["train_loss"] for e in plain["epochs"]] == [
+        e["train_loss"] for e in precise["epochs"]
+    ]
+    assert [e["val_loss"] for e in plain["epochs"]] != [e["val_loss"] for e in precise["epochs"]]
+    no_bn = [
+        train_run(MICRO, SMALL, {**train, "precise_bn": n}, progress=False, measure_cost=False)
+        for n in (0, 2)
+    ]
+    assert no_bn[0]["epochs"] == no_bn[1]["epochs"]
+
+
+def test_collapsed_evaluation_is_flagged():
+    result = train_run(
+        MICRO, SMALL, {"epochs": 1, "collapse_gap": -100.0, "bench_seconds": 0.01}, progress=False
+    )
+    assert result["status"] == "collapsed" and "below train top-1" in result["error"]

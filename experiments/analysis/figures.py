@@ -239,7 +239,11 @@ def _pareto_line(ax, x: np.ndarray, y: np.ndarray, x_lower: bool) -> None:
 def plot_cost(
     results: pd.DataFrame, grid: str, *, metric: str = "test_top1", profile: str | None = None
 ) -> Figure:
-    """Accuracy against MACs and against training throughput, with the Pareto front."""
+    """Accuracy against MACs and against parameters, with the Pareto front.
+
+    Speed is not drawn: a grid run's throughput depends on what else the machine ran at the
+    time; measured speed comes from ``make bench`` (``results/bench/``), in isolation.
+    """
     rows = _grid_rows(results, grid, profile)
     stats = an.cell_stats(rows, metric)
     stats = stats[stats["n"] > 0]
@@ -247,7 +251,7 @@ def plot_cost(
     label = an.METRIC_LABELS.get(metric, metric)
     panels = [
         ("macs", 1e-6, "MACs per image (MMACs)", True, "lower cost is better"),
-        ("train_img_s", 1.0, "training throughput (img/s)", False, "higher throughput is better"),
+        ("params", 1e-6, "parameters (M)", True, "fewer parameters is better"),
     ]
     palette = dict(
         zip(stats["cell"], sns.color_palette("colorblind", max(len(stats), 1)), strict=False)

@@ -27,7 +27,7 @@ GROUP = ["paper", "grid", "profile", "cell"]
 """A cell is only comparable within one grid and one profile (data, epochs, model size)."""
 
 COST = ["params", "macs", "train_img_s", "infer_img_s", "peak_mem_mb", "wall_s"]
-STATUSES = ["ok", "diverged", "failed"]
+STATUSES = ["ok", "diverged", "collapsed", "failed"]
 SKIP_DIRS = {"reference", "sweeps", "figures", "html", "bench", "reproduce"}
 TEXT_COLUMNS = {
     c: str
@@ -399,6 +399,7 @@ def cell_stats(
             ci_low=lo,
             ci_high=hi,
             diverged=int((group["status"] == "diverged").sum()),
+            collapsed=int((group["status"] == "collapsed").sum()),
             failed=int((group["status"] == "failed").sum()),
         )
         if with_iqm:
@@ -408,7 +409,7 @@ def cell_stats(
             row[column] = float(ok[column].median()) if column in ok and len(ok) else math.nan
         rows.append(row)
     columns = GROUP + ["baseline_cell", "n", "mean", "std", "ci_low", "ci_high"]
-    columns += ["diverged", "failed"] + (["iqm"] if with_iqm else []) + COST
+    columns += ["diverged", "collapsed", "failed"] + (["iqm"] if with_iqm else []) + COST
     return _sort(pd.DataFrame(rows, columns=columns), df)
 
 
@@ -567,7 +568,13 @@ def format_summary(summary: pd.DataFrame, metric: str = "test_top1") -> pd.DataF
     for r in summary.itertuples():
         is_base = r.cell == r.baseline_cell
         lost = ", ".join(
-            f"{int(v)} {k}" for k, v in [("diverged", r.diverged), ("failed", r.failed)] if v
+            f"{int(v)} {k}"
+            for k, v in [
+                ("diverged", r.diverged),
+                ("collapsed", r.collapsed),
+                ("failed", r.failed),
+            ]
+            if v
         )
         rows.append(
             {
@@ -583,8 +590,6 @@ def format_summary(summary: pd.DataFrame, metric: str = "test_top1") -> pd.DataF
                 "paper Δ (pp)": _num(r.paper_delta, 1, sign=True),
                 "params (M)": _num(r.params / 1e6, 2),
                 "MMACs": _num(r.macs / 1e6, 1),
-                "train img/s": _num(r.train_img_s, 0),
-                "infer img/s": _num(r.infer_img_s, 0),
             }
         )
     out = pd.DataFrame(rows)

@@ -23,9 +23,11 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from experiments.run.data import DATASETS, DataConfig
 from experiments.run.lit import TrainConfig
+from experiments.run.seeds import SeedPolicy
 
 SECTIONS = ("model", "data", "train")
-SCHEMAS = {"data": DataConfig, "train": TrainConfig}
+PROFILE_SECTIONS = (*SECTIONS, "seeds")  # a profile also sets the seed schedule
+SCHEMAS = {"data": DataConfig, "train": TrainConfig, "seeds": SeedPolicy}
 PROFILES = ("smoke", "quick", "paper")
 DEFAULT_PROFILE = "quick"
 # fields that count things: at least 1 (val_size may be 0)
@@ -169,21 +171,25 @@ def typed_section(path, prefix: str, values: Any, section: str) -> dict:
         value = out.get(key)
         if isinstance(value, int) and value < 1 and not (key == "val_size" and value == 0):
             raise SpecError(path, f"{prefix}.{key}", f"got {value}; allowed: an integer >= 1")
+    if section == "seeds" and out.get("batch", 1) < 1:
+        raise SpecError(path, f"{prefix}.batch", f"got {out['batch']}; allowed: an integer >= 1")
+    if section == "seeds" and out.get("cap", 0) < 0:
+        raise SpecError(path, f"{prefix}.cap", f"got {out['cap']}; allowed: an integer >= 0")
     if "lr" in out and not out["lr"] > 0:
         raise SpecError(path, f"{prefix}.lr", f"got {out['lr']}; allowed: a number > 0")
     return out
 
 
-def typed_layer(path, prefix: str, layer: Any) -> dict:
+def typed_layer(path, prefix: str, layer: Any, sections: tuple[str, ...] = SECTIONS) -> dict:
     """A layer of sections (base, a profile's overrides): known sections, typed data/train."""
     if layer is None:
         return {}
     if not isinstance(layer, dict):
-        raise SpecError(path, prefix, f"must be a mapping with keys among {SECTIONS}")
+        raise SpecError(path, prefix, f"must be a mapping with keys among {sections}")
     out = {}
     for key, value in layer.items():
-        if key not in SECTIONS:
-            raise SpecError(path, f"{prefix}.{key}", f"unknown key; allowed: {', '.join(SECTIONS)}")
+        if key not in sections:
+            raise SpecError(path, f"{prefix}.{key}", f"unknown key; allowed: {', '.join(sections)}")
         if key == "model":
             if not isinstance(value, dict):
                 raise SpecError(path, f"{prefix}.model", "must be a mapping: name and toggles")
@@ -225,7 +231,7 @@ def parse_sets(items: list[str]) -> dict[str, dict]:
     except OmegaConfBaseException as err:
         raise ValueError(f"--set: {err}") from None
     out = {s: dict(parsed.get(s) or {}) for s in SECTIONS}
-    for section in SCHEMAS:
+    for section in ("data", "train"):
         try:
             out[section] = typed_section("--set", section, out[section], section)
         except SpecError as err:

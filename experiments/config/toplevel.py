@@ -12,18 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from experiments.config.schema import (
+    PROFILE_SECTIONS,
     PROFILES,
     SpecError,
     load_yaml,
     resolved,
     typed_layer,
 )
+from experiments.run.seeds import SeedPolicy
 
 COMMON_KEYS = {
     "name": "text: the name (default: from the path)",
     "description": "text: one line shown by `make help`",
     "base": "mapping with model, data, train: the configuration shared by every run",
-    "profiles": "mapping of smoke/quick/paper to overrides of base",
+    "profiles": "mapping of smoke/quick/paper to overrides of base (and its seeds: batch, cap)",
 }
 
 
@@ -40,7 +42,16 @@ class SpecBase:
 
     def resolved_base(self, profile: str) -> dict:
         """Base with the shared and then the spec's own overrides of ``profile``."""
-        return resolved(self.base, self.profile_defaults.get(profile), self.profiles.get(profile))
+        layers = [self.profile_defaults.get(profile), self.profiles.get(profile)]
+        layers = [{k: v for k, v in (layer or {}).items() if k != "seeds"} for layer in layers]
+        return resolved(self.base, *layers)
+
+    def seed_policy(self, profile: str) -> SeedPolicy:
+        """The profile's seed schedule (shared, then the spec's own), defaults filled in."""
+        merged: dict = {}
+        for layer in (self.profile_defaults.get(profile), self.profiles.get(profile)):
+            merged.update((layer or {}).get("seeds", {}))
+        return SeedPolicy(**merged)
 
 
 def load_mapping(path: Path, keys: dict[str, str], required: tuple[str, ...], what: str) -> dict:
@@ -71,7 +82,7 @@ def _profiles(path: Path, raw: Any, where: str) -> dict:
         key = f"{where}.{prof}" if where else str(prof)
         if prof not in PROFILES:
             raise SpecError(path, key, f"unknown profile; allowed: {', '.join(PROFILES)}")
-        out[prof] = typed_layer(path, key, over)
+        out[prof] = typed_layer(path, key, over, PROFILE_SECTIONS)
     return out
 
 

@@ -53,7 +53,7 @@ def reindex(ablations: Path, results_dir: Path | None = None, dry_run: bool = Fa
     for path, df in tables.items():
         for i, row in df.iterrows():
             rows.append((path, i, row))
-    finished = [x for x in rows if x[2]["status"] in ("ok", "diverged")]
+    finished = [x for x in rows if x[2]["status"] in ("ok", "diverged", "collapsed")]
     origin: dict[str, tuple] = {}
     for path, i, row in sorted(finished, key=lambda x: str(x[2].get("date", ""))):
         origin.setdefault(row["run_id"], (path, i, row))

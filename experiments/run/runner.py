@@ -18,10 +18,12 @@ import warnings
 from pathlib import Path
 
 import optuna
+import pandas as pd
 from optuna.trial import TrialState
 
 from experiments.config.spec import DEFAULT_PROFILE, GridSpec, load_spec
 from experiments.run import queue, store
+from experiments.run.seeds import next_seeds
 from experiments.run.workers import start_workers
 
 
@@ -154,6 +156,62 @@ def _grid_line(spec: GridSpec, study: optuna.Study, total: int, started: float, 
     )
 
 
+def _drain(spec: GridSpec, study, profile, workers, storage, progress, results_dir, total) -> None:
+    """Work the queue until it is empty: in this process, or with ``workers`` processes."""
+    started, done0 = time.time(), queue.counts(study)["done"]
+    if workers <= 1:
+        while True:
+            if not work(spec.name, profile, storage, progress, results_dir, max_runs=1):
+                break
+            print(_grid_line(spec, study, total, started, done0), flush=True)
+        return
+    argv = ["worker", "--study", queue.study_name(spec.name, profile), "--no-progress"]
+    argv += ["--storage", storage] if storage else []
+    argv += ["--results", str(results_dir)] if results_dir else []
+    procs = start_workers(workers, lambda _i: argv)
+    last = None
+    while any(p.poll() is None for p in procs):
+        time.sleep(5)
+        line = _grid_line(spec, study, total, started, done0)
+        if line.split(", ETA")[0] != last:  # a line when a run finishes, not every tick
+            print(line, flush=True)
+            last = line.split(", ETA")[0]
+
+
+def claim_cells_first(spec: GridSpec, runs: list[dict]) -> list[dict]:
+    """Runs of the cells the grid's claims compare first (seed by seed), the others after."""
+    claimed = {c for claim in spec.claims for c in (claim["cell"], claim["versus"])}
+    return sorted(runs, key=lambda r: (r["cell"] not in claimed, r["seed"]))
+
+
+def grid_verdicts(spec: GridSpec, profile: str, results_dir: Path | None) -> pd.DataFrame:
+    """The confirmatory verdicts of this grid's claims (Holm across the paper's claims)."""
+    from experiments.analysis import claims as cl
+    from experiments.analysis import stats as an
+
+    results = an.load_results(store.results_root(results_dir), profile=profile)
+    claims = an.load_claims(spec.path.resolve().parents[1])
+    verdicts = cl.check_claims(results, claims[claims["paper"] == spec.paper])
+    return verdicts[(verdicts["grid"] == spec.name) & (verdicts["profile"] == profile)]
+
+
+def _seeds_per_cell(runs: list[dict]) -> dict[str, list[int]]:
+    out: dict[str, set] = {}
+    for r in runs:
+        out.setdefault(r["cell"], set()).add(r["seed"])
+    return {cell: sorted(s) for cell, s in out.items()}
+
+
+def _enqueue(spec, study, runs, storage, results_dir) -> tuple[int, int]:
+    index = store.committed_index(results_dir)
+    finished = {
+        r["run_id"]: (store.relabel(index[r["run_id"]][0], r), index[r["run_id"]][1])
+        for r in runs
+        if r["run_id"] in index
+    }
+    return queue.enqueue_runs(study, runs, storage, finished)
+
+
 def run_grid(
     path: str | Path,
     profile: str = DEFAULT_PROFILE,
@@ -163,26 +221,26 @@ def run_grid(
     progress: bool = True,
     results_dir: Path | None = None,
 ) -> Path | None:
-    """Validate, enqueue, work and export one grid; returns the path of its results table."""
+    """Validate, enqueue, work and export one grid; returns the path of its results table.
+
+    Claim cells run first. Under a profile whose ``seeds.cap`` is set (and no ``seeds``
+    override), rounds of extra seeds follow for the claims still open (``experiments.run.seeds``).
+    """
     spec = load_spec(path)
     seed_list = list(range(seeds)) if seeds else None
-    runs = run_records(spec, profile, seed_list)
+    policy = spec.seed_policy(profile)
+    runs = claim_cells_first(spec, run_records(spec, profile, seed_list))
     if spec.sweep:  # tune each cell's nuisance hyper-parameters first, then compare at the best
         from experiments.sweep.tune import apply_tuned, tune_cells
 
-        runs = apply_tuned(runs, tune_cells(spec, profile, storage, results_dir))
+        tuned = tune_cells(spec, profile, storage, results_dir)
+        runs = apply_tuned(runs, tuned)
     study = queue.open_study(queue.study_name(spec.name, profile), storage)
     if not study.metric_names:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["test_top1"])
-    index = store.committed_index(results_dir)
-    finished = {
-        r["run_id"]: (store.relabel(index[r["run_id"]][0], r), index[r["run_id"]][1])
-        for r in runs
-        if r["run_id"] in index
-    }
-    added, reused = queue.enqueue_runs(study, runs, storage, finished)
+    added, reused = _enqueue(spec, study, runs, storage, results_dir)
     total = len({r["run_id"] for r in runs})
     shared = len(runs) - total
     print(
@@ -192,25 +250,35 @@ def run_grid(
         f"{total - added - reused} already done or queued",
         flush=True,
     )
-    started, done0 = time.time(), queue.counts(study)["done"]
+    adaptive = policy.adaptive and spec.claims and seed_list is None
     try:
-        if workers <= 1:
-            while True:
-                if not work(spec.name, profile, storage, progress, results_dir, max_runs=1):
-                    break
-                print(_grid_line(spec, study, total, started, done0), flush=True)
-        else:
-            argv = ["worker", "--study", queue.study_name(spec.name, profile), "--no-progress"]
-            argv += ["--storage", storage] if storage else []
-            argv += ["--results", str(results_dir)] if results_dir else []
-            procs = start_workers(workers, lambda _i: argv)
-            last = None
-            while any(p.poll() is None for p in procs):
-                time.sleep(5)
-                line = _grid_line(spec, study, total, started, done0)
-                if line.split(", ETA")[0] != last:  # a line when a run finishes, not every tick
-                    print(line, flush=True)
-                    last = line.split(", ETA")[0]
+        _drain(spec, study, profile, workers, storage, progress, results_dir, total)
+        round_ = 0
+        while adaptive:
+            store.export(study, spec.name, profile, results_dir)
+            plan = next_seeds(
+                grid_verdicts(spec, profile, results_dir), _seeds_per_cell(runs), policy
+            )
+            if not plan:
+                break
+            round_ += 1
+            extra = [
+                r
+                for r in run_records(spec, profile, sorted({s for v in plan.values() for s in v}))
+                if r["seed"] in plan.get(r["cell"], ())
+            ]
+            if spec.sweep:
+                extra = apply_tuned(extra, tuned)
+            runs += extra
+            added, reused = _enqueue(spec, study, extra, storage, results_dir)
+            total = len({r["run_id"] for r in runs})
+            print(
+                f"[{spec.name}] seed round {round_}: claims still open; "
+                + "; ".join(f"{cell}: +{len(s)} seeds" for cell, s in plan.items())
+                + f" (cap {policy.cap}); {added} enqueued, {reused} taken from the results tables",
+                flush=True,
+            )
+            _drain(spec, study, profile, workers, storage, progress, results_dir, total)
     except KeyboardInterrupt:
         print(f"\n[{spec.name}] interrupted; rerun the same command to continue.", file=sys.stderr)
         raise

@@ -276,7 +276,7 @@ def committed_index(results_dir: Path | None = None) -> dict[str, tuple[dict, li
         df = read_table(path)
         if "status" not in df or "run_id" not in df:
             continue
-        df = df[df["status"].isin(["ok", "diverged"])]
+        df = df[df["status"].isin(["ok", "diverged", "collapsed"])]
         if df.empty:
             continue
         curves_path = path.with_name(path.stem + ".epochs.csv")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 import warnings
@@ -97,6 +98,13 @@ class EpochLines(L.Callback):
         )
 
 
+def collapse_gap(rows: list[dict]) -> float | None:
+    """Train top-1 minus val top-1 in the last epoch (pp), when both were measured."""
+    if not rows or rows[-1].get("train_top1") is None or rows[-1].get("val_top1") is None:
+        return None
+    return rows[-1]["train_top1"] - rows[-1]["val_top1"]
+
+
 def _checkpoint_epoch(path: Path) -> int:
     """The number of epochs a checkpoint has completed (0 if there is none)."""
     if not path.exists():
@@ -166,8 +174,13 @@ def train_run(
             restart_epoch = _checkpoint_epoch(workdir / CHECKPOINT)
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU/tip banners
+    max_epochs, max_steps = train_cfg.epochs, -1
+    if train_cfg.steps is not None:  # a budget in steps: as many epochs as it takes
+        per_epoch = max(1, len(dm.train_dataloader()))
+        max_epochs, max_steps = math.ceil(train_cfg.steps / per_epoch), train_cfg.steps
     trainer = L.Trainer(
-        max_epochs=train_cfg.epochs,
+        max_epochs=max_epochs,
+        max_steps=max_steps,
         accelerator="gpu" if on_gpu else "cpu",
         devices=1,
         precision=precision,
@@ -199,6 +212,13 @@ def train_run(
             )
     vals = [r for r in curves.rows if r.get("val_top1") is not None]
     best = max(vals, key=lambda r: r["val_top1"]) if vals else None
+    gap = collapse_gap(curves.rows)
+    if result["status"] == "ok" and gap is not None and gap > train_cfg.collapse_gap:
+        result.update(
+            status="collapsed",
+            error=f"val top-1 is {gap:.1f} pp below train top-1 in the last epoch "
+            f"(limit {train_cfg.collapse_gap:g}): evaluation does not describe the trained net",
+        )
     result.update(
         val_top1=vals[-1]["val_top1"] if vals else None,
         best_val_top1=best["val_top1"] if best else None,
