@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
-WORKERS ?= 1
+WORKERS ?= auto
 STORAGE ?=
 SEEDS ?=
 DATA_DIR ?=
@@ -16,7 +16,7 @@ SPECS := $(shell find ablations -name '*.yaml' -not -path '*/sweeps/*' -not -nam
 
 help: ## list targets with one-line descriptions
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-36s %s\n", $$1, $$2}'
-	@echo "  ablation grids (PROFILE=smoke|quick|paper WORKERS=N STORAGE=url SEEDS=n):"
+	@echo "  ablation grids (PROFILE=smoke|quick|paper WORKERS=N|auto STORAGE=url SEEDS=n):"
 	@if [ -x $(PY) ]; then $(PY) -m experiments list ablations | sed 's/^/    /'; \
 	 else for s in $(SPECS); do t=$${s#ablations/}; t=$${t%.yaml}; echo "    ablation-$${t//\//-}"; done; fi
 
@@ -59,7 +59,7 @@ ablations: setup data ## run every grid in ablations/
 	@for s in $(SPECS); do $(PY) -m experiments run $$s $(RUN_ARGS) || exit $$?; done
 
 sweep-%: setup data ## run the Optuna sweep ablations/sweeps/<name>.yaml
-	$(PY) -m experiments sweep ablations/sweeps/$*.yaml $(if $(STORAGE),--storage $(STORAGE)) $(if $(WORKERS),--workers $(WORKERS))
+	$(PY) -m experiments sweep ablations/sweeps/$*.yaml $(if $(STORAGE),--storage $(STORAGE)) $(if $(filter-out auto,$(WORKERS)),--workers $(WORKERS))
 
 report: setup ## execute the notebooks on results/ and write results/REPORT.md
 	$(PY) -m experiments report

@@ -107,9 +107,10 @@ def _grid_parsers(sub) -> None:
     )
     p.add_argument(
         "--workers",
-        type=int,
-        default=int(os.environ.get("WORKERS", 1) or 1),
-        help="local worker processes (default 1)",
+        type=_workers,
+        default=_workers(os.environ.get("WORKERS") or "auto"),
+        help="local worker processes, or auto: measure workers x threads here and take the "
+        "fastest (default auto)",
     )
     p.add_argument(
         "--storage",
@@ -141,6 +142,18 @@ def _grid_parsers(sub) -> None:
 
     p = sub.add_parser("list", help="list grid specs with their descriptions (for make help)")
     p.add_argument("root", nargs="?", default="ablations")
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: a number of workers or auto") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 1 worker")
+    return n
 
 
 def cmd_check(args) -> int:

@@ -212,16 +212,37 @@ def _enqueue(spec, study, runs, storage, results_dir) -> tuple[int, int]:
     return queue.enqueue_runs(study, runs, storage, finished)
 
 
+def _workers(spec: GridSpec, profile: str, workers: int | str, pending: int) -> int:
+    """``workers`` as asked, or the measured best layout for ``"auto"`` (said out loud)."""
+    if workers != "auto":
+        return int(workers)
+    if pending <= 1:
+        return 1
+    from experiments.run.layout import choose
+
+    best, layouts = choose(spec, profile, pending)
+    figures = ", ".join(f"{x.workers}x{x.threads}: {x.img_s:.0f} img/s" for x in layouts)
+    print(
+        f"[{spec.name}] layout (workers x threads, measured): {figures}; "
+        f"picked {best.workers} worker(s) x {best.threads} thread(s)",
+        flush=True,
+    )
+    return best.workers
+
+
 def run_grid(
     path: str | Path,
     profile: str = DEFAULT_PROFILE,
-    workers: int = 1,
+    workers: int | str = 1,
     storage: str | None = None,
     seeds: int | None = None,
     progress: bool = True,
     results_dir: Path | None = None,
 ) -> Path | None:
     """Validate, enqueue, work and export one grid; returns the path of its results table.
+
+    ``workers="auto"`` measures the layouts of workers x threads on this machine and takes the
+    fastest (``experiments.run.layout``).
 
     Claim cells run first. Under a profile whose ``seeds.cap`` is set (and no ``seeds``
     override), rounds of extra seeds follow for the claims still open (``experiments.run.seeds``).
@@ -251,6 +272,7 @@ def run_grid(
         flush=True,
     )
     adaptive = policy.adaptive and spec.claims and seed_list is None
+    workers = _workers(spec, profile, workers, pending=added)
     try:
         _drain(spec, study, profile, workers, storage, progress, results_dir, total)
         round_ = 0
