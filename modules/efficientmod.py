@@ -167,7 +167,7 @@ class EfficientModConfig(ModulationToggles):
             # MBConv blocks sized to the parameter count of the modulation block they replace:
             # kernel_sizes (the MBConv kernel and the count), context_f/conv/g, expansion and
             # alternate (the count) and whether layer scale is on (its gamma) still matter.
-            for name in ("context_act", "fusion", "broadcast"):
+            for name in ("context_act", "fusion", "broadcast", "norm"):
                 out[name] = "block=mbconv"
         elif not self.context_conv:
             out["kernel_sizes"] = "context_conv=False"

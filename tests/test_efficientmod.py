@@ -78,6 +78,7 @@ def test_fusion_and_kernel_sizes(fusion, kernel_sizes):
         (32, 3, {}),
         (32, 3, {"attention_blocks": (0, 0, 1, 2), "kernel_sizes": [3, 5, 7]}),
         (32, 3, {"context_conv": False, "fusion": "sum", "broadcast": "repeat"}),
+        (28, 1, {"norm": "batchnorm", "layer_scale_init": 0}),
     ],
 )
 def test_micro_forward_backward(size, chans, toggles):
@@ -437,3 +438,17 @@ def test_same_network_same_toggles(name, ka, kb):
     assert a.toggles() == b.toggles()
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_norm_toggle_swaps_the_block_norm_at_equal_parameters():
+    ln = timm.create_model("efficientmod_micro", num_classes=10)
+    bn = timm.create_model("efficientmod_micro", num_classes=10, norm="batchnorm")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(ln) == count(bn)
+    norms = [type(b.norm).__name__ for b in bn.modules() if isinstance(b, ModulationBlock)]
+    assert norms and set(norms) == {"BatchNormHWC"}
+    with pytest.raises(ToggleError, match="norm"):
+        timm.create_model("efficientmod_micro", norm="groupnorm")
+    # MBConv blocks bring their own BatchNorm: the toggle is inert there and refused
+    with pytest.raises(Exception, match="norm"):
+        timm.create_model("efficientmod_micro", block="mbconv", norm="batchnorm")

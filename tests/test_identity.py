@@ -72,7 +72,7 @@ def test_committed_ids_still_resolve():
     from experiments.run.runner import run_records
 
     root = Path(__file__).resolve().parents[1]
-    for grid in ("localvit/layers", "casvit/mixer"):
+    for grid in ("localvit/layers", "casvit/mixer", "efficientmod/mbconv", "scalablevit/local"):
         table = pd.read_csv(root / "results" / f"{grid}.csv", dtype={"run_id": str})
         spec = load_spec(root / "ablations" / f"{grid}.yaml", build_models=False)
         ids = {(r["cell"], r["seed"]): r["run_id"] for r in run_records(spec, "quick", [0, 1, 2])}

@@ -25,6 +25,9 @@ NOT_IDENTITY = {
 # Knobs added after results were committed: at these values they reproduce the numbers of
 # the code before them, so they are left out of the hash there and old run ids stay valid.
 NEUTRAL = {"train": {"steps": None, "precise_bn": 0}}
+# Model toggles added later, per architecture: the values (the default, or None where inert)
+# at which the network is the one built before the toggle existed.
+NEUTRAL_TOGGLES = {"EfficientMod": {"norm": ("layernorm", None)}}
 
 
 def _plain(value: Any) -> Any:
@@ -47,7 +50,12 @@ def _resolved_model(model_json: str, num_classes: int, in_chans: int, img_size: 
     with torch.device("meta"):
         net = create_model(name, num_classes, in_chans, img_size, **model)
     if hasattr(net, "toggles"):
-        out = {"arch": type(net).__name__, **net.toggles()}
+        arch = type(net).__name__
+        neutral = NEUTRAL_TOGGLES.get(arch, {})
+        toggles = {
+            k: v for k, v in net.toggles().items() if k not in neutral or v not in neutral[k]
+        }
+        out = {"arch": arch, **toggles}
     else:  # a timm model without toggles(): its name and the toggles as written
         out = {"arch": name, **model, "num_classes": num_classes, "in_chans": in_chans}
     return json.dumps(_plain(out), sort_keys=True, default=str)

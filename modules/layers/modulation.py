@@ -30,6 +30,7 @@ from modules.toggles import ToggleError, check_bool, check_choice, check_int, ch
 
 FUSIONS = ("mul", "sum")
 BROADCASTS = ("repeat", "reshape")
+NORMS = ("layernorm", "batchnorm")
 
 # The official code uses nn.LayerNorm's default eps (timm's LayerNorm defaults to 1e-6).
 LN_EPS = 1e-5
@@ -62,7 +63,9 @@ class ModulationToggles:
     (appendix L). context_f / context_conv / context_act / context_g: the four parts of the
     context branch. fusion: how context meets value, 'mul' (the paper) or 'sum'. broadcast:
     'repeat' tiles the context r times (official) or 'reshape' views the value as (r, C) (no
-    copy; the same numbers). layer_scale_init: gamma init (0: no layer scale).
+    copy; the same numbers). layer_scale_init: gamma init (0: no layer scale). norm: the
+    block's pre-norm, 'layernorm' (the paper) or 'batchnorm' (MBConv's; same parameters), so
+    the modulation-vs-MBConv comparison can separate the block from its normalisation.
     """
 
     kernel_sizes: tuple[int, ...] = (7,)
@@ -73,6 +76,7 @@ class ModulationToggles:
     fusion: str = "mul"
     broadcast: str = "reshape"
     layer_scale_init: float = 1e-4
+    norm: str = "layernorm"
 
     def __post_init__(self):
         object.__setattr__(self, "kernel_sizes", check_kernel_sizes(self.kernel_sizes))
@@ -80,6 +84,7 @@ class ModulationToggles:
             check_bool(name, getattr(self, name))
         check_choice("fusion", self.fusion, FUSIONS)
         check_choice("broadcast", self.broadcast, BROADCASTS)
+        check_choice("norm", self.norm, NORMS)
         object.__setattr__(self, "layer_scale_init", check_layer_scale(self.layer_scale_init))
 
     @classmethod
@@ -171,6 +176,13 @@ class Modulation(nn.Module):
         return self.proj(self.fuse(v, c))
 
 
+class BatchNormHWC(nn.BatchNorm2d):
+    """BatchNorm2d on a (B, H, W, C) map: an NCHW view in channels_last memory, no copy."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
 class ModulationBlock(nn.Module):
     """Residual block x + drop_path(gamma * Modulation(LN(x))) on (B, H, W, C) maps."""
 
@@ -181,7 +193,9 @@ class ModulationBlock(nn.Module):
         elif toggles:
             raise TypeError("pass either a ModulationConfig or keyword toggles, not both")
         self.cfg = cfg
-        self.norm = LayerNorm(cfg.dim, eps=LN_EPS)
+        self.norm = (
+            LayerNorm(cfg.dim, eps=LN_EPS) if cfg.norm == "layernorm" else BatchNormHWC(cfg.dim)
+        )
         self.mixer = Modulation(cfg)
         init = cfg.layer_scale_init
         self.layer_scale = LayerScale(cfg.dim, init) if init > 0 else nn.Identity()
