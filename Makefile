@@ -12,7 +12,7 @@ RUN_ARGS = --profile $(PROFILE) --workers $(WORKERS) $(if $(STORAGE),--storage $
 SPECS := $(shell find ablations -name '*.yaml' -not -path '*/sweeps/*' -not -name profiles.yaml 2>/dev/null | sort)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data test test-full lint format ablations report bench dashboard clean-runs
+.PHONY: help setup data test test-full lint format ablations report bench gpu-check dashboard clean-runs
 
 help: ## list targets with one-line descriptions
 	@grep -hE '^[a-zA-Z0-9_%-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "} {printf "  %-36s %s\n", $$1, $$2}'
@@ -66,6 +66,9 @@ report: setup ## execute the notebooks on results/ and write results/REPORT.md
 
 bench: setup ## speed and memory figures, written under results/bench/
 	$(PY) -m experiments bench
+
+gpu-check: setup ## the GPU path (bf16, channels_last, compile, runs sharing a GPU) -> results/bench/gpu.csv
+	$(PY) -m experiments.tools.gpu_check
 
 dashboard: setup ## optuna-dashboard on the run storage, bound to 127.0.0.1
 	$(VENV)/bin/optuna-dashboard --host 127.0.0.1 $(if $(STORAGE),$(STORAGE),runs/optuna.journal)

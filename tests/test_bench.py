@@ -34,3 +34,33 @@ def test_official_file_imports_with_old_timm_paths(tmp_path):
     )
     module = import_official_file(path, "official_test_model")
     assert type(module.build()).__name__ == "DropPath"
+
+
+def test_mfu_counts_forward_and_backward_flops():
+    import torch
+
+    from experiments.tools import efficiency
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10, bias=False))
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    # forward 2*8*784*10; backward: grad of the weight only (the input needs none)
+    assert efficiency.step_flops(net, x, y) == 2 * 8 * 784 * 10 * 2
+    df = efficiency.bench_mfu(batch=8, seconds=0.2, models=["deit_micro"])
+    row = df.iloc[0]
+    assert 0 < row["mfu_fp32"] < 1.5 and row["achieved_gflop_s"] > 0
+    assert row["bf16"] in ("native", "unsupported on this CPU")
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_on_cpu(tmp_path):
+    """The prepared GPU script runs end to end (on the CPU here) and writes its table."""
+    import pandas as pd
+
+    from experiments.tools import gpu_check
+
+    out = tmp_path / "gpu.csv"
+    argv = ["--device", "cpu", "--models", "deit_micro", "--seconds", "0.1", "--batch", "8"]
+    assert gpu_check.main([*argv, "--concurrent", "1", "--no-compile", "--out", str(out)]) == 0
+    df = pd.read_csv(out)
+    assert {"fp32", "bf16", "bf16+channels_last"} <= set(df["setting"])
+    assert df["runs_per_hour"].notna().sum() == 1

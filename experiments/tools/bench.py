@@ -8,6 +8,9 @@ machine cancels out as far as it can:
   the same model and the same in-memory tensors.
 - ``models``: training-step throughput of each variant divided by its baseline at the quick
   profile's input (localvit_micro / deit_micro, ...).
+- ``mfu``, ``overhead``, ``layout``: how much of the machine a run uses
+  (``experiments.tools.efficiency``): MFU of every micro model's training step, the fixed
+  overhead of a quick-profile run, and the workers x threads layouts.
 
 Results are printed and written to ``results/bench/<name>.csv``.
 """
@@ -156,7 +159,7 @@ def _build(name: str, kw: dict, extra: dict) -> torch.nn.Module:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments bench", description=__doc__)
-    p.add_argument("--only", choices=("loop", "models"), default=None)
+    p.add_argument("--only", choices=("loop", "models", "mfu", "overhead", "layout"), default=None)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument(
         "--subset", type=int, default=4000, help="Fashion-MNIST images for the loop benchmark"
@@ -177,4 +180,15 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_csv(df, Path(out) / "models.csv")
         keys = ["variant", "variant_toggles", "baseline", "input"]
         print(df.groupby(keys)["ratio"].median().to_string())
+    from experiments.tools import efficiency
+
+    if args.only in (None, "mfu"):
+        df = efficiency.bench_mfu().assign(**prov)
+        atomic_write_csv(df, Path(out) / "mfu.csv")
+    if args.only in (None, "overhead"):
+        df = pd.DataFrame([efficiency.bench_overhead()]).assign(**prov)
+        atomic_write_csv(df, Path(out) / "overhead.csv")
+    if args.only in (None, "layout"):
+        df = efficiency.bench_layout().assign(**prov)
+        atomic_write_csv(df, Path(out) / "layout.csv")
     return 0

@@ -1,0 +1,176 @@
+"""How much of the machine a run uses: MFU of a training step, fixed overhead of a run, layout.
+
+- ``mfu``: model FLOP/s of a training step (forward + backward FLOPs counted by
+  ``torch.utils.flop_counter``, divided by the measured step time) over the machine's fp32
+  matmul peak (a large square matmul timed in the same process, same threads). bf16 autocast
+  is measured beside fp32 where the CPU has native bf16 (AVX-512 BF16 or AMX), else recorded
+  as unsupported.
+- ``overhead``: one run of the quick profile's shape (``train_run``) against the time its
+  optimizer steps alone take: what is left (building the model, the data, validation, test,
+  cost counting, Lightning's set-up) is the fixed overhead, as a share of the run; the
+  interpreter start with the project imported is measured in a fresh process and added.
+- ``layout``: the workers x threads layouts of ``experiments.run.layout`` for every micro
+  model.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import modules  # noqa: F401
+from experiments.tools.timing import adamw, train_step
+
+MICRO_MODELS = ["deit_micro", "localvit_micro", "efficientmod_micro", "scalablevit_micro",
+                "casvit_micro"]  # fmt: skip
+INPUT = (1, 28, 28)  # the quick profile's Fashion-MNIST
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 arithmetic on this CPU (AVX-512 BF16 or AMX tiles)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def matmul_peak_flops(n: int = 2048, seconds: float = 2.0, dtype=torch.float32) -> float:
+    """FLOP/s of an n x n matmul in this process: the peak a training step is measured against."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return count * 2 * n**3 / (time.perf_counter() - start)
+
+
+def step_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    """FLOPs of one training step's forward and backward (the optimizer's are negligible)."""
+    with FlopCounterMode(display=False) as counter:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def step_seconds(model, x, y, seconds: float, bf16: bool = False) -> float:
+    """Median-free mean step time over ``seconds`` after two warm-up steps."""
+    opt = adamw(model)
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    with ctx:
+        for _ in range(2):
+            train_step(model, opt, x, y)
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            train_step(model, opt, x, y)
+            steps += 1
+    return (time.perf_counter() - start) / steps
+
+
+def bench_mfu(batch: int = 64, seconds: float = 3.0, models=MICRO_MODELS) -> pd.DataFrame:
+    peak = matmul_peak_flops()
+    peak_bf16 = matmul_peak_flops(dtype=torch.bfloat16) if cpu_has_bf16() else math.nan
+    rows = []
+    for name in models:
+        net = timm.create_model(name, num_classes=10, in_chans=INPUT[0]).train()
+        x, y = torch.randn(batch, *INPUT), torch.randint(0, 10, (batch,))
+        flops = step_flops(net, x, y)
+        t = step_seconds(net, x, y, seconds)
+        row = {
+            "model": name,
+            "batch": batch,
+            "input": "x".join(map(str, INPUT)),
+            "threads": torch.get_num_threads(),
+            "step_gflop": flops / 1e9,
+            "step_s": t,
+            "img_s": batch / t,
+            "achieved_gflop_s": flops / t / 1e9,
+            "peak_fp32_gflop_s": peak / 1e9,
+            "mfu_fp32": flops / t / peak,
+            "bf16": "native" if cpu_has_bf16() else "unsupported on this CPU",
+        }
+        if cpu_has_bf16():
+            t16 = step_seconds(net, x, y, seconds, bf16=True)
+            row.update(step_s_bf16=t16, speedup_bf16=t / t16, mfu_bf16=flops / t16 / peak_bf16)
+        rows.append(row)
+        print(
+            f"{name}: {flops / 1e9:.2f} GFLOP/step, {batch / t:.0f} img/s, "
+            f"MFU {100 * row['mfu_fp32']:.1f}% of {peak / 1e9:.0f} GFLOP/s fp32",
+            flush=True,
+        )
+    return pd.DataFrame(rows)
+
+
+def interpreter_start_s() -> float:
+    """A fresh ``python -c 'import experiments.run.train'`` (what each worker pays once)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import experiments.run.train"], check=True)
+    return time.perf_counter() - start
+
+
+def bench_overhead(model: str = "localvit_micro", subset: int = 6000, epochs: int = 3) -> dict:
+    """A quick-profile run's wall time against its optimizer steps alone."""
+    from experiments.run.train import train_run
+
+    data = {"name": "fashion_mnist", "subset": subset, "val_size": 2000, "batch_size": 64,
+            "eval_batch_size": 500, "crop_padding": 2, "flip": True}  # fmt: skip
+    train = {"epochs": epochs, "warmup_epochs": 0.3, "label_smoothing": 0.1}
+    start = time.perf_counter()
+    result = train_run({"name": model}, data, train, seed=0, progress=False)
+    run_s = time.perf_counter() - start
+    steps = epochs * math.ceil((subset - 2000) / 64)
+    net = timm.create_model(model, num_classes=10, in_chans=1).train()
+    x, y = torch.randn(64, *INPUT), torch.randint(0, 10, (64,))
+    step_s = step_seconds(net, x, y, seconds=5.0)
+    start_s = interpreter_start_s()
+    fixed = run_s - steps * step_s
+    row = {
+        "model": model,
+        "subset": subset,
+        "epochs": epochs,
+        "steps": steps,
+        "run_s": run_s,
+        "fit_and_test_s": result["wall_s"],
+        "bare_steps_s": steps * step_s,
+        "interpreter_start_s": start_s,
+        "fixed_overhead_s": fixed,
+        "overhead_share": fixed / run_s,
+        "overhead_share_with_start": (fixed + start_s) / (run_s + start_s),
+    }
+    print(
+        f"{model} run: {run_s:.1f} s, of which {steps} bare steps {steps * step_s:.1f} s; fixed "
+        f"overhead {fixed:.1f} s = {100 * row['overhead_share']:.1f}% of the run "
+        f"(+ interpreter start {start_s:.1f} s once per worker)",
+        flush=True,
+    )
+    return row
+
+
+def bench_layout(models=MICRO_MODELS, seconds: float = 4.0) -> pd.DataFrame:
+    import os
+
+    from experiments.run.layout import measure, pick
+
+    rows = []
+    cores = os.cpu_count() or 1
+    for name in models:
+        layouts = measure({"name": name}, 64, INPUT[1], INPUT[0], 10, cores, cores, seconds)
+        best = pick(layouts)
+        one = next(x for x in layouts if x.workers == 1)
+        for x in layouts:
+            rows.append({"model": name, "workers": x.workers, "threads": x.threads,
+                         "img_s": x.img_s, "vs_one_worker": x.img_s / one.img_s,
+                         "picked": x == best})  # fmt: skip
+        figures = ", ".join(f"{x.workers}x{x.threads} {x.img_s:.0f} img/s" for x in layouts)
+        print(f"{name}: {figures}; picked {best.workers}x{best.threads}", flush=True)
+    return pd.DataFrame(rows)
