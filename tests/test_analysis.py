@@ -434,3 +434,48 @@ def test_fixture_is_what_its_script_writes(tmp_path):
     for path in tmp_path.rglob("*.csv"):
         committed = FIXTURE / path.relative_to(tmp_path)
         assert path.read_text() == committed.read_text(), committed
+
+
+def test_budget_gains_per_cell():
+    from experiments.analysis import budget
+
+    curve = lambda run, cell, vals: [  # noqa: E731
+        {"run_id": run, "grid": "p/g", "cell": cell, "seed": 0, "epoch": e, "val_top1": v}
+        for e, v in enumerate(vals)
+    ]
+    epochs = pd.DataFrame(curve("a", "x=a", [50, 70, 71]) + curve("b", "x=b", [50, 60, 61.2]))
+    # run b is shared: its curve is stored once, its row sits in two grids
+    results = pd.DataFrame(
+        [
+            {
+                "run_id": "a",
+                "grid": "p/g",
+                "cell": "x=a",
+                "profile": "quick",
+                "seed": 0,
+                "status": "ok",
+            },
+            {
+                "run_id": "b",
+                "grid": "p/g",
+                "cell": "x=b",
+                "profile": "quick",
+                "seed": 0,
+                "status": "ok",
+            },
+            {
+                "run_id": "b",
+                "grid": "p/h",
+                "cell": "y=b",
+                "profile": "quick",
+                "seed": 0,
+                "status": "ok",
+            },
+        ]
+    )
+    cells = budget.cell_gains(epochs, results).set_index(["grid", "cell"])
+    assert cells.loc[("p/g", "x=a"), "last_gain"] == pytest.approx(1.0)
+    assert cells.loc[("p/h", "y=b"), "last_gain"] == pytest.approx(1.2)
+    assert not cells["stable"].any()
+    table = budget.grid_budget(epochs, results).set_index("grid")
+    assert table.loc["p/g", "still learning"] == 2 and table.loc["p/g", "largest (pp)"] == 1.2

@@ -19,6 +19,7 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
+from experiments.analysis import budget
 from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import stats as an
@@ -163,6 +164,18 @@ def build_report(
     if figures and (verdicts["verdict"] != "not run").any():
         paths = fg.save(fg.plot_claims(verdicts), results_dir / "figures", "claims")
         lines += [_link(paths[0], results_dir, "claims"), ""]
+    table = budget.grid_budget(epochs, results)
+    if len(table):
+        lines += [
+            "## Is the budget long enough?",
+            "",
+            f"Validation top-1 gained in the last epoch, mean over seeds per cell; a cell is "
+            f"*still learning* when that gain is {budget.STABLE_PP} pp or more. Where cells are "
+            "still learning, differences between them partly measure how fast they learn.",
+            "",
+            markdown_table(table),
+            "",
+        ]
 
     known = paper_names()
     papers = known + sorted(set(results["paper"]) - set(known))

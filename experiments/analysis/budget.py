@@ -1,0 +1,68 @@
+"""Is a profile's budget long enough? How much each cell still gained in its last epoch.
+
+Why: when a cell is still learning at the end of its budget, a difference between two cells
+measures how fast they learn, not how good they are; an effect below the undertraining gap is
+not evidence for a claim. The profile is calibrated when every cell's mean last-epoch gain in
+validation top-1 is below ``STABLE_PP`` (0.5 pp); this module measures that gain from the
+per-epoch curves the runs already record, so every grid's report says whether it holds.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+STABLE_PP = 0.5
+
+
+def last_epoch_gains(epochs: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """One row per ok run of ``results``: val top-1 gained in its last epoch (pp), the epochs.
+
+    A run shared between grids has its curve once (under the grid that trained it); it is
+    counted in every grid whose table holds it.
+    """
+    curves = epochs.drop_duplicates(["run_id", "epoch"]).sort_values("epoch")
+    gains = {}
+    for run_id, curve in curves.groupby("run_id", sort=False):
+        if len(curve) >= 2 and curve["val_top1"].iloc[-2:].notna().all():
+            gains[run_id] = (
+                int(curve["epoch"].iloc[-1]) + 1,
+                float(curve["val_top1"].iloc[-1] - curve["val_top1"].iloc[-2]),
+            )
+    ok = results[(results["status"] == "ok") & results["run_id"].isin(gains)]
+    out = ok[["run_id", "grid", "cell", "profile", "seed"]].copy()
+    out["epochs"] = [gains[r][0] for r in out["run_id"]]
+    out["last_gain"] = [gains[r][1] for r in out["run_id"]]
+    return out.reset_index(drop=True)
+
+
+def cell_gains(epochs: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """Per grid, profile and cell: mean last-epoch gain over seeds and whether it is stable."""
+    gains = last_epoch_gains(epochs, results)
+    out = (
+        gains.groupby(["grid", "profile", "cell"], sort=False)
+        .agg(n=("run_id", "size"), epochs=("epochs", "max"), last_gain=("last_gain", "mean"))
+        .reset_index()
+    )
+    out["stable"] = out["last_gain"] < STABLE_PP
+    return out
+
+
+def grid_budget(epochs: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """Per grid and profile: how many cells are still learning, the median and largest gain."""
+    cells = cell_gains(epochs, results)
+    rows = []
+    for (grid, profile), g in cells.groupby(["grid", "profile"], sort=False):
+        worst = g.loc[g["last_gain"].idxmax()]
+        rows.append(
+            {
+                "grid": grid,
+                "profile": profile,
+                "epochs": int(g["epochs"].max()),
+                "cells": len(g),
+                "still learning": int((~g["stable"]).sum()),
+                "median last-epoch gain (pp)": round(float(g["last_gain"].median()), 2),
+                "largest (pp)": round(float(worst["last_gain"]), 2),
+                "cell with the largest": worst["cell"],
+            }
+        )
+    return pd.DataFrame(rows)
