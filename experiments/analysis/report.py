@@ -29,14 +29,18 @@ NOTEBOOKS = ROOT / "notebooks"
 PAPER_NOTEBOOK = "01_paper"  # executed once per paper, with its ``paper`` parameter
 
 
+NOT_PAPERS = {"sweeps", "calibration"}
+
+
 def paper_names(ablations: Path = ROOT / "ablations") -> list[str]:
-    """The papers: the folders under ``ablations/`` that hold grid YAMLs (not ``sweeps/``)."""
+    """The papers: the folders under ``ablations/`` that hold grid YAMLs (not ``sweeps/`` or
+    ``calibration/``, which serve every paper)."""
     if not Path(ablations).is_dir():
         return []
     return sorted(
         d.name
         for d in Path(ablations).iterdir()
-        if d.is_dir() and d.name != "sweeps" and any(d.glob("*.yaml"))
+        if d.is_dir() and d.name not in NOT_PAPERS and any(d.glob("*.yaml"))
     )
 
 
