@@ -67,21 +67,29 @@ SPECS = sorted((ROOT / "ablations" / "sweeps").glob("*.yaml"))
     ],
 )
 def test_every_sweep_spec_runs_in_smoke_profile(spec, workspace):
-    assert main(["sweep", str(spec), "--profile", "smoke", "--trials", "2"]) == 0
+    argv = ["sweep", str(spec), "--profile", "smoke", "--trials", "2", "--reevaluate", "0", "0"]
+    assert main(argv) == 0
     df = pd.read_csv(workspace / "results" / "sweeps" / f"{spec.stem}.smoke.csv")
     assert len(df) == 2 and df["state"].isin(["COMPLETE", "PRUNED"]).all()
 
 
 def test_sweep_reaches_its_budget_and_exports(workspace):
     path = write_sweep(workspace)
-    assert main(["sweep", str(path)]) == 0
+    assert main(["sweep", str(path), "--reevaluate", "2", "2"]) == 0
     df = pd.read_csv(workspace / "results" / "sweeps" / "tiny.csv")
     assert len(df) == 3 and (df["state"] == "COMPLETE").all()
     assert {"value", "params_train.lr", "user_attrs_macs", "user_attrs_epochs_run"} <= set(df)
     assert (df["user_attrs_directions"] == "maximize").all()
     figures = workspace / "results" / "figures" / "sweeps"
     assert (figures / "tiny.png").exists() and (figures / "tiny_params.svg").exists()
-    assert main(["sweep", str(path)]) == 0  # the budget is spent: nothing new runs
+    again = pd.read_csv(workspace / "results" / "sweeps" / "reeval" / "tiny.csv")
+    # the two best trials on two seeds: their own seed reused, one more seed trained each
+    assert len(again) == 4 and again["run_id"].is_unique
+    assert sorted(again["source"]) == ["retrained", "retrained", "trial", "trial"]
+    best = df.sort_values("value", ascending=False)["number"].head(2).tolist()
+    assert sorted(again["trial"].unique()) == sorted(best)
+    assert main(["sweep", str(path), "--reevaluate", "2", "2"]) == 0  # nothing new runs
+    assert len(pd.read_csv(workspace / "results" / "sweeps" / "reeval" / "tiny.csv")) == 4
     assert (
         len(optuna.load_study(study_name="sweep/tiny@quick", storage=queue.open_storage()).trials)
         == 3
@@ -115,7 +123,7 @@ def test_kill_9_worker_then_restart_reaches_the_budget(workspace):
         ABLATE_GRACE="3",
     )
     proc = subprocess.Popen(
-        cli("sweep", str(path)),
+        cli("sweep", str(path), "--reevaluate", "0", "0"),
         cwd=workspace,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -141,7 +149,12 @@ def test_kill_9_worker_then_restart_reaches_the_budget(workspace):
     proc.wait()
     time.sleep(3.5)  # the killed trial's heartbeat goes stale
     out = subprocess.run(
-        cli("sweep", str(path)), cwd=workspace, env=env, capture_output=True, text=True, timeout=300
+        cli("sweep", str(path), "--reevaluate", "0", "0"),
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     study = optuna.load_study(study_name="sweep/tiny@quick", storage=storage)

@@ -11,6 +11,7 @@ from experiments.config import spec as specs
 from experiments.config.sweep_spec import load_sweep
 from experiments.run.workers import set_worker_threads, start_workers
 from experiments.sweep.export import export, result_path, summary
+from experiments.sweep.reevaluate import reevaluate, winner_text
 from experiments.sweep.study import open_study, optimize
 
 
@@ -29,6 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", help="results folder (default results/)")
     parser.add_argument("--progress", action="store_true", help="show each trial's progress bar")
     parser.add_argument("--check", action="store_true", help="validate the spec and stop")
+    parser.add_argument(
+        "--reevaluate",
+        type=int,
+        nargs=2,
+        default=(3, 3),
+        metavar=("TOP", "SEEDS"),
+        help="train the TOP best trials on SEEDS seeds before naming a winner (default 3 3; "
+        "0 0 skips it)",
+    )
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sweep = load_sweep(args.spec)
@@ -71,5 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     path = result_path(sweep.name, profile, args.results)
     export(study, path)
     print(summary(study, sweep))
+    top, seeds = args.reevaluate
+    if top > 0 and seeds > 1:
+        again = path.parent / "reeval" / path.name
+        table = reevaluate(sweep, study, sweep.resolved_base(profile), again, top, seeds)
+        print(winner_text(table, sweep))
     print(f"table: {path} ({time.time() - started:.0f} s)")
     return 0
