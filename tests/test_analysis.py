@@ -21,6 +21,7 @@ from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import report
 from experiments.analysis import stats as an
+from experiments.analysis import sweeps as sw
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "results"
@@ -284,19 +285,19 @@ def test_planned_grids_union(results):
 
 
 def test_sweeps(tmp_path):
-    sweeps = an.load_sweeps(FIXTURE / "sweeps")
+    sweeps = sw.load_sweeps(FIXTURE / "sweeps")
     trials = sweeps["localvit_lr"]
-    assert an.sweep_objectives(trials) == ["value"]
-    assert an.sweep_directions(trials) == ["maximize"]
-    best = an.best_trials(trials, k=3)
+    assert sw.sweep_objectives(trials) == ["value"]
+    assert sw.sweep_directions(trials) == ["maximize"]
+    best = sw.best_trials(trials, k=3)
     assert len(best) == 3 and best["value"].is_monotonic_decreasing
     assert "params_lr" in best
-    assert an.load_sweeps(tmp_path / "none") == {}
+    assert sw.load_sweeps(tmp_path / "none") == {}
     multi = pd.DataFrame({"number": [0], "values_1": [2.0], "values_0": [1.0], "state": "COMPLETE"})
-    assert an.sweep_objectives(multi) == ["values_0", "values_1"]
-    assert an.sweep_labels(multi) == ["values_0", "values_1"]
+    assert sw.sweep_objectives(multi) == ["values_0", "values_1"]
+    assert sw.sweep_labels(multi) == ["values_0", "values_1"]
     multi["user_attrs_objectives"] = "best_val_top1;macs"
-    assert an.sweep_labels(multi) == ["best_val_top1", "macs"]
+    assert sw.sweep_labels(multi) == ["best_val_top1", "macs"]
 
 
 # ----------------------------------------------------------------------------- figures, report
@@ -318,7 +319,7 @@ def test_grid_figures_are_written(tmp_path, results, epochs):
 
 def test_other_figures_are_written(tmp_path, results):
     verdicts = cl.check_claims(results)
-    trials = an.load_sweeps(FIXTURE / "sweeps")["localvit_lr"]
+    trials = sw.load_sweeps(FIXTURE / "sweeps")["localvit_lr"]
     figures = {
         "claims": fg.plot_claims(verdicts),
         "claims_empty": fg.plot_claims(verdicts.assign(verdict="not run")),

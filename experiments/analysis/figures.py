@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from experiments.analysis import stats as an
+from experiments.analysis import sweeps as sw
 
 STYLE = {"style": "whitegrid", "context": "notebook"}
 VERDICT_COLORS = {
@@ -432,9 +433,9 @@ def plot_sweep(trials: pd.DataFrame, name: str, direction: str | None = None) ->
     Two objectives are drawn like the grids' cost plots: the cost (the minimised objective) on
     x, accuracy on y. Pruned trials are shown at the last value they reported.
     """
-    objectives = an.sweep_objectives(trials)
-    directions = an.sweep_directions(trials) if direction is None else [direction] * 2
-    labels = an.sweep_labels(trials)
+    objectives = sw.sweep_objectives(trials)
+    directions = sw.sweep_directions(trials) if direction is None else [direction] * 2
+    labels = sw.sweep_labels(trials)
     done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
     pruned = _pruned(trials)
     fig, (ax,) = _figure(8, 5)
@@ -523,9 +524,9 @@ def plot_sweep_params(trials: pd.DataFrame, name: str) -> Figure:
     Booleans and other categories get a categorical axis; numbers a continuous one (log for
     wide positive ranges); pruned trials appear at the last value they reported.
     """
-    objectives = an.sweep_objectives(trials)
-    directions = an.sweep_directions(trials)
-    labels = an.sweep_labels(trials)
+    objectives = sw.sweep_objectives(trials)
+    directions = sw.sweep_directions(trials)
+    labels = sw.sweep_labels(trials)
     params = [c for c in trials.columns if c.startswith("params_")]
     done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
     pruned = _pruned(trials)
@@ -558,16 +559,4 @@ def plot_sweep_params(trials: pd.DataFrame, name: str) -> Figure:
     n_pruned = int(pruned["last"].notna().sum())
     extra = f", {n_pruned} pruned shown as grey x at their last report" if n_pruned else ""
     fig.suptitle(f"sweep {name}: objective per parameter ({len(done)} complete trials{extra})")
-    return fig
-    for ax, column in zip(axes, params, strict=False):
-        x = pd.to_numeric(done[column], errors="coerce")
-        if x.notna().all():
-            sns.scatterplot(x=x, y=done[objectives[0]], ax=ax, color="C0", s=40)
-            if (x > 0).all() and x.max() / x.min() > 10:
-                ax.set_xscale("log")
-        else:
-            sns.stripplot(x=done[column].astype(str), y=done[objectives[0]], ax=ax, color="C0")
-        ax.set_xlabel(column.removeprefix("params_"))
-        ax.set_ylabel(f"objective ({an.sweep_directions(trials)[0]})")
-    fig.suptitle(f"sweep {name}: objective per parameter ({len(done)} complete trials)")
     return fig

@@ -23,6 +23,7 @@ from experiments.analysis import budget
 from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import stats as an
+from experiments.analysis import sweeps as sw
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -197,7 +198,7 @@ def build_report(
                     results, epochs, grid, prof, results_dir, claims, paper_results, metric, figures
                 )
 
-    sweeps = an.load_sweeps(results_dir / "sweeps")
+    sweeps = sw.load_sweeps(results_dir / "sweeps")
     lines += ["## Sweeps", ""]
     if not sweeps:
         lines += ["no sweep results yet", ""]
@@ -205,8 +206,8 @@ def build_report(
         states = trials["state"].value_counts().to_dict() if "state" in trials else {}
         counts = ", ".join(f"{v} {k.lower()}" for k, v in states.items())
         lines += [f"### {name}", "", f"{len(trials)} trials ({counts}).", ""]
-        if len(an.sweep_objectives(trials)) == 1:
-            lines += [markdown_table(an.best_trials(trials)), ""]
+        if len(sw.sweep_objectives(trials)) == 1:
+            lines += [markdown_table(sw.best_trials(trials)), ""]
         if figures:
             paths = fg.save(fg.plot_sweep(trials, name), results_dir / "figures" / "sweeps", name)
             lines += [_link(paths[0], results_dir, name), ""]

@@ -1,0 +1,63 @@
+"""Sweep tables as the notebooks and the report read them: objectives, directions, the best.
+
+An exported study (``results/sweeps/<name>.csv``, Optuna's trials dataframe) names its
+objectives ``value`` or ``values_0, values_1, ...``; the metric names and directions travel in
+``user_attrs_objectives`` / ``user_attrs_directions`` on every row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def load_sweeps(directory: str | Path) -> dict[str, pd.DataFrame]:
+    """Optuna trials dataframes by sweep name (``results/sweeps/<name>.csv``); {} when none."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return {}
+    return {p.stem: pd.read_csv(p) for p in sorted(directory.glob("*.csv"))}
+
+
+def sweep_objectives(trials: pd.DataFrame) -> list[str]:
+    """``["value"]`` for a single-objective study, ``["values_0", "values_1", ...]`` otherwise."""
+    multi = sorted(
+        (c for c in trials.columns if c.startswith("values_")), key=lambda c: int(c.split("_")[1])
+    )
+    return multi or (["value"] if "value" in trials else [])
+
+
+def _per_objective(trials: pd.DataFrame, columns: list[str]) -> list[str] | None:
+    """One name per objective from the first of ``columns`` holding a "a;b" (or "a,b") list."""
+    n = len(sweep_objectives(trials))
+    for column in columns:
+        if column in trials and trials[column].notna().any():
+            found = str(trials[column].dropna().iloc[0]).replace(",", ";").split(";")
+            found = [d.strip() for d in found if d.strip()]
+            if len(found) == n:
+                return found
+    return None
+
+
+def sweep_directions(trials: pd.DataFrame, default: str = "maximize") -> list[str]:
+    """Directions from a ``user_attrs_directions`` column ("maximize;minimize") if present."""
+    found = _per_objective(trials, ["user_attrs_directions", "user_attrs_direction"])
+    return found or [default] * len(sweep_objectives(trials))
+
+
+def sweep_labels(trials: pd.DataFrame) -> list[str]:
+    """Metric names for the objectives (``user_attrs_objectives``), else the column names."""
+    return _per_objective(trials, ["user_attrs_objectives"]) or sweep_objectives(trials)
+
+
+def best_trials(trials: pd.DataFrame, k: int = 5, direction: str | None = None) -> pd.DataFrame:
+    """The k best complete trials of a single-objective sweep, params included."""
+    objectives = sweep_objectives(trials)
+    if not objectives:
+        return trials.iloc[:0]
+    done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
+    direction = direction or sweep_directions(trials)[0]
+    done = done.sort_values(objectives[0], ascending=direction == "minimize")
+    keep = ["number"] + objectives + [c for c in trials.columns if c.startswith("params_")]
+    return done[[c for c in keep if c in done]].head(k).reset_index(drop=True)
