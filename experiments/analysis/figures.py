@@ -395,17 +395,22 @@ def plot_claims(verdicts: pd.DataFrame) -> Figure:
         ax.set_yticks(yv, labels, fontsize="small")
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.set_xlabel("ours: Δ top-1 in the claimed direction (pp), Holm-adjusted CI")
-        ax.set_title(f"{paper}: {len(rows)} claims, Holm across them", loc="left")
+        family = int(rows["family_size"].max())
+        ax.set_title(f"{paper}: {len(rows)} of {family} claims run, Holm across all {family}",
+                     loc="left")  # fmt: skip
         paper_delta = rows["paper_delta"].to_numpy(float) * sign
         shown = np.isfinite(paper_delta)
         if shown.any():
             ax_paper.scatter(paper_delta[shown], yv[shown], marker="x", color="0.2", s=45)
             ax_paper.axvline(0, color="0.2", linewidth=1)
+            span = np.append(paper_delta[shown], 0.0)
+            pad = 0.15 * max(span.max() - span.min(), 1.0)
+            ax_paper.set_xlim(span.min() - pad, span.max() + pad)
         else:
             _empty(ax_paper, "no published Δ")
         ax_paper.set_ylim(ax.get_ylim())
         ax_paper.set_yticks(yv, [""] * len(yv))
-        ax_paper.set_xlabel("paper: Δ on ImageNet (pp)")
+        ax_paper.set_xlabel("paper Δ, ImageNet")
     for verdict, color in VERDICT_COLORS.items():
         axes[0][0].scatter([], [], c=color, marker="D", label=verdict)
     axes[0][0].legend(loc="best", fontsize="small", title="verdict", title_fontsize="small")
