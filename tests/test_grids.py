@@ -53,7 +53,8 @@ def table(workspace: Path, grid: str, profile: str = "quick") -> pd.DataFrame:
 
 def _one_per_paper(specs: list) -> list:
     """Every spec; the smallest grid of each paper runs by default, the others under
-    ``-m slow`` (``make test-full``)."""
+    ``-m slow`` (``make test-full``), as does the calibration grid (its models are the
+    papers' own, smoke-tested there)."""
     from experiments.config.spec import load_spec
 
     size = {p: len(load_spec(p, build_models=False).cells()) for p in specs}
@@ -64,7 +65,9 @@ def _one_per_paper(specs: list) -> list:
     return [
         pytest.param(
             p,
-            marks=[] if smallest[p.parent.name] == p else [pytest.mark.slow],
+            marks=[]
+            if smallest[p.parent.name] == p and p.parent.name != "calibration"
+            else [pytest.mark.slow],
             id=f"{p.parent.name}/{p.stem}",
         )
         for p in specs

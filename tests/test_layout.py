@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from experiments.run.layout import Layout, candidates, measure, pick
 
 
@@ -16,6 +18,7 @@ def test_pick_prefers_fewer_workers_within_the_tie():
     assert pick([Layout(1, 2, 100.0), Layout(2, 1, 104.0)]).workers == 1
 
 
+@pytest.mark.slow
 def test_measure_runs_the_probes_concurrently():
     layouts = measure({"name": "deit_micro", "depth": 1, "embed_dim": 32, "heads": 2},
                       batch=16, size=16, chans=1, classes=10, cores=2, runs=4, seconds=0.3)  # fmt: skip
