@@ -19,7 +19,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 TIE = 0.05  # a layout must be this much faster to beat one with fewer workers
@@ -55,20 +54,13 @@ def probe_img_s(model: dict, batch: int, size: int, chans: int, classes: int, se
     import torch
 
     from experiments.run.lit import create_model
-    from experiments.tools.timing import adamw, train_step
+    from experiments.tools.timing import step_seconds
 
     kwargs = dict(model)
     name = kwargs.pop("name")
     net = create_model(name, classes, chans, size, **kwargs).train()
-    opt = adamw(net)
     x, y = torch.randn(batch, chans, size, size), torch.randint(0, classes, (batch,))
-    for _ in range(2):
-        train_step(net, opt, x, y)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        train_step(net, opt, x, y)
-        steps += 1
-    return steps * batch / (time.perf_counter() - start)
+    return batch / step_seconds(net, x, y, seconds)
 
 
 def measure(

@@ -27,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import modules  # noqa: F401
-from experiments.tools.timing import adamw, train_step
+from experiments.tools.timing import step_seconds
 
 MICRO_MODELS = ["deit_micro", "localvit_micro", "efficientmod_micro", "scalablevit_micro",
                 "casvit_micro"]  # fmt: skip
@@ -62,20 +62,6 @@ def step_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     return 3 * counter.get_total_flops()
-
-
-def step_seconds(model, x, y, seconds: float, bf16: bool = False) -> float:
-    """Median-free mean step time over ``seconds`` after two warm-up steps."""
-    opt = adamw(model)
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-    with ctx:
-        for _ in range(2):
-            train_step(model, opt, x, y)
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            train_step(model, opt, x, y)
-            steps += 1
-    return (time.perf_counter() - start) / steps
 
 
 def bench_mfu(batch: int = 64, seconds: float = 3.0, models=MICRO_MODELS) -> pd.DataFrame:

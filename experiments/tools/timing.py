@@ -35,6 +35,20 @@ def step_img_s(model: torch.nn.Module, opt: torch.optim.Optimizer, x, y, steps: 
     return steps * len(x) / (time.perf_counter() - start)
 
 
+def step_seconds(model, x, y, seconds: float, bf16: bool = False) -> float:
+    """Mean seconds per training step over ``seconds``, after two untimed warm-up steps."""
+    opt = adamw(model)
+    ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    with ctx:
+        for _ in range(2):
+            train_step(model, opt, x, y)
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            train_step(model, opt, x, y)
+            steps += 1
+    return (time.perf_counter() - start) / steps
+
+
 def interleaved(
     models: dict[str, torch.nn.Module],
     x,
