@@ -150,7 +150,8 @@ def test_every_committed_spec_is_valid():
     for path in specs:
         spec = load_spec(path)
         assert spec.description and spec.claim, path
-        assert len(spec.seeds) >= 3, path
+        if path.parent.name != "calibration":  # learning curves, not effects: one seed
+            assert len(spec.seeds) >= 3, path
 
 
 def test_baseline_is_a_value_or_its_label(tmp_path):
