@@ -202,7 +202,7 @@ def _seeds_per_cell(runs: list[dict]) -> dict[str, list[int]]:
     return {cell: sorted(s) for cell, s in out.items()}
 
 
-def _enqueue(spec, study, runs, storage, results_dir) -> tuple[int, int]:
+def _enqueue(study, runs, storage, results_dir) -> tuple[int, int]:
     index = store.committed_index(results_dir)
     finished = {
         r["run_id"]: (store.relabel(index[r["run_id"]][0], r), index[r["run_id"]][1])
@@ -261,7 +261,7 @@ def run_grid(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["test_top1"])
-    added, reused = _enqueue(spec, study, runs, storage, results_dir)
+    added, reused = _enqueue(study, runs, storage, results_dir)
     total = len({r["run_id"] for r in runs})
     shared = len(runs) - total
     print(
@@ -292,7 +292,7 @@ def run_grid(
             if spec.sweep:
                 extra = apply_tuned(extra, tuned)
             runs += extra
-            added, reused = _enqueue(spec, study, extra, storage, results_dir)
+            added, reused = _enqueue(study, extra, storage, results_dir)
             total = len({r["run_id"] for r in runs})
             print(
                 f"[{spec.name}] seed round {round_}: claims still open; "

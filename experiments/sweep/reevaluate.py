@@ -25,7 +25,7 @@ from experiments.run.identity import run_id
 
 def top_trials(study: optuna.Study, sweep: SweepSpec, k: int) -> list[optuna.trial.FrozenTrial]:
     """The best ``k`` complete trials with distinct configurations, best first."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     done = [t for t in done if "duplicate_of" not in t.user_attrs]
     sign = 1 if sweep.directions[0] == "maximize" else -1
     if len(sweep.metrics) > 1:
