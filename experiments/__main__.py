@@ -102,7 +102,7 @@ def _grid_parsers(sub) -> None:
     p.add_argument(
         "--profile",
         default="quick",
-        choices=("smoke", "quick", "paper"),
+        choices=("smoke", "pilot", "quick", "paper"),  # schema.PROFILES (kept light here)
         help="compute budget (default quick)",
     )
     p.add_argument(
@@ -120,6 +120,11 @@ def _grid_parsers(sub) -> None:
     p.add_argument("--seeds", type=int, default=None, help="override the spec's seeds with 0..N-1")
     p.add_argument("--results", default=None, help="results folder (default results/)")
     p.add_argument("--no-progress", action="store_true", help="hide the per-run progress bar")
+    p.add_argument(
+        "--claims-only",
+        action="store_true",
+        help="train only the cells the grid's claims compare (a claims campaign)",
+    )
 
     p = sub.add_parser("worker", help="one worker: drain a study's queue, then stop")
     p.add_argument("--study", required=True, help="study name, <paper>/<table>@<profile>")
@@ -194,6 +199,7 @@ def cmd_run(args) -> int:
         seeds=args.seeds,
         progress=not args.no_progress,
         results_dir=args.results,
+        claims_only=args.claims_only,
     )
     return 0
 

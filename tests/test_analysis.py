@@ -480,3 +480,29 @@ def test_budget_gains_per_cell():
     assert not cells["stable"].any()
     table = budget.grid_budget(epochs, results).set_index("grid")
     assert table.loc["p/g", "still learning"] == 2 and table.loc["p/g", "largest (pp)"] == 1.2
+
+
+def test_budget_gain_spans_the_last_validation_interval():
+    """A run validated every 2nd epoch: its gain is between the last two validations (the
+    epochs without validation are skipped, not read as a drop)."""
+    from experiments.analysis import budget
+
+    vals = [None, 60.0, None, 70.0, None, 70.3]
+    epochs = pd.DataFrame([{"run_id": "a", "epoch": e, "val_top1": v} for e, v in enumerate(vals)])
+    results = pd.DataFrame(
+        [
+            {
+                "run_id": "a",
+                "grid": "p/g",
+                "cell": "x=a",
+                "profile": "quick",
+                "seed": 0,
+                "status": "ok",
+            }
+        ]
+    )
+    gains = budget.last_epoch_gains(epochs, results)
+    assert gains.loc[0, "last_gain"] == pytest.approx(0.3)
+    assert gains.loc[0, "every"] == 2 and gains.loc[0, "epochs"] == 6
+    table = budget.grid_budget(epochs, results)
+    assert table.loc[0, "still learning"] == 0 and table.loc[0, "val every"] == 2

@@ -55,11 +55,12 @@ def test_knobs_added_later_keep_old_ids():
     """A committed run's id must not move when a knob is added at its neutral value."""
     from experiments.run.identity import NEUTRAL
 
-    assert run_id(BASE, 0) == run_id(_with("train", steps=None, precise_bn=0), 0)
+    assert run_id(BASE, 0) == run_id(_with("train", steps=None, precise_bn=0, val_every=1), 0)
     assert run_id(BASE, 0) == run_id(_with("train", collapse_gap=10.0), 0)  # flags only
+    assert run_id(BASE, 0) != run_id(_with("train", val_every=3), 0)
     assert run_id(BASE, 0) != run_id(_with("train", steps=40), 0)
     assert run_id(BASE, 0) != run_id(_with("train", precise_bn=4), 0)
-    assert set(NEUTRAL["train"]) == {"steps", "precise_bn"}
+    assert set(NEUTRAL["train"]) == {"steps", "precise_bn", "val_every"}
 
 
 def test_committed_ids_still_resolve():
@@ -73,9 +74,9 @@ def test_committed_ids_still_resolve():
 
     root = Path(__file__).resolve().parents[1]
     for grid in ("localvit/layers", "casvit/mixer", "efficientmod/mbconv", "scalablevit/local"):
-        table = pd.read_csv(root / "results" / f"{grid}.csv", dtype={"run_id": str})
+        table = pd.read_csv(root / "results" / f"{grid}.pilot.csv", dtype={"run_id": str})
         spec = load_spec(root / "ablations" / f"{grid}.yaml", build_models=False)
-        ids = {(r["cell"], r["seed"]): r["run_id"] for r in run_records(spec, "quick", [0, 1, 2])}
+        ids = {(r["cell"], r["seed"]): r["run_id"] for r in run_records(spec, "pilot", [0, 1, 2])}
         committed = {
             (c, int(s)): r
             for c, s, r in zip(table["cell"], table["seed"], table["run_id"], strict=True)

@@ -41,7 +41,7 @@ def test_parameters_cell(path):
     assert len(tagged) == 1, f"{path.name}: one cell tagged 'parameters'"
     namespace: dict = {}
     exec(tagged[0].source, namespace)
-    assert namespace["results_dir"] == "../results" and namespace["profile"] == "quick"
+    assert namespace["results_dir"] == "../results" and namespace["profile"] is None
 
 
 def _run(results_dir: Path, html_dir: Path) -> dict[str, str]:
@@ -56,6 +56,7 @@ def _run(results_dir: Path, html_dir: Path) -> dict[str, str]:
     return pages
 
 
+@pytest.mark.slow  # over a minute on 2 cores: make test-full
 def test_notebooks_execute_against_fixture(tmp_path):
     pages = _run(FIXTURE, tmp_path / "html")
     assert (

@@ -79,6 +79,7 @@ profiles:
 )
 
 
+@pytest.mark.slow  # over a minute on 2 cores: make test-full
 def test_a_grid_adds_seeds_to_open_claims_only(workspace, monkeypatch):
     """The loop on real runs; tiny noise models decide nothing real, so the verdicts the loop
     reads are the real ones with the claim held open (the rule itself is tested above)."""
@@ -108,3 +109,13 @@ def test_a_grid_adds_seeds_to_open_claims_only(workspace, monkeypatch):
     run_grid(path, "quick", progress=False)  # a rerun plans the same seeds and trains nothing
     again = pd.read_csv(workspace / "results" / "p" / "g.csv")
     assert len(again) == len(rows) == 8 and again["run_id"].is_unique
+
+
+def test_claims_only_trains_the_claim_cells(workspace):
+    """A claims campaign: the exploratory cell (depth=3) is not trained."""
+    path = workspace / "ablations" / "p" / "g.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(GRID.format(n_train=96, epochs=1))
+    run_grid(path, "quick", seeds=1, progress=False, claims_only=True)
+    rows = pd.read_csv(workspace / "results" / "p" / "g.csv")
+    assert sorted(rows["cell"]) == ["depth=1", "depth=2"] and set(rows["seed"]) == {0}

@@ -7,11 +7,12 @@ import math
 import pytest
 
 from experiments.run.lit import cosine_with_warmup
-from experiments.run.train import train_run
+from experiments.run.train import train_run, validation_interval
 
 MICRO = {"name": "deit_micro", "embed_dim": 48, "depth": 2, "heads": 2, "patch_size": 4}
 
 
+@pytest.mark.slow  # over a minute on 2 cores: make test-full
 def test_learns_synthetic_task(tmp_path):
     data = {
         "name": "synthetic",
@@ -109,3 +110,17 @@ def test_collapsed_evaluation_is_flagged():
         MICRO, SMALL, {"epochs": 1, "collapse_gap": -100.0, "bench_seconds": 0.01}, progress=False
     )
     assert result["status"] == "collapsed" and "below train top-1" in result["error"]
+
+
+def test_validation_every_few_epochs_and_always_the_last():
+    """val_every=2 over 3 epochs (7 steps of 3 a epoch): 3 has no divisor 2, so every epoch is
+    validated; over 4 epochs (12 steps) epochs 2 and 4 are, and the others carry no stale
+    validation numbers; the partial last epoch of a step budget is validated."""
+    train = {"bench_seconds": 0.01, "val_every": 2}
+    three = train_run(MICRO, SMALL, {**train, "steps": 7}, progress=False, measure_cost=False)
+    assert [e["val_top1"] is not None for e in three["epochs"]] == [True, True, True]
+    four = train_run(MICRO, SMALL, {**train, "steps": 12}, progress=False, measure_cost=False)
+    assert [e["val_top1"] is not None for e in four["epochs"]] == [False, True, False, True]
+    assert four["val_top1"] == four["epochs"][-1]["val_top1"]
+    assert validation_interval(12, 3) == 3 and validation_interval(10, 3) == 2
+    assert validation_interval(7, 3) == 1 and validation_interval(2, 5) == 2

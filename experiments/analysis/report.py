@@ -174,9 +174,10 @@ def build_report(
         lines += [
             "## Is the budget long enough?",
             "",
-            f"Validation top-1 gained in the last epoch, mean over seeds per cell; a cell is "
-            f"*still learning* when that gain is {budget.STABLE_PP} pp or more. Where cells are "
-            "still learning, differences between them partly measure how fast they learn.",
+            "Validation top-1 gained between a run's last two validations (*val every* "
+            "epochs apart; the last epoch is always validated), mean over seeds per cell; a cell "
+            f"is *still learning* when that gain is {budget.STABLE_PP} pp or more. Where cells "
+            "are still learning, differences between them partly measure how fast they learn.",
             "",
             markdown_table(table),
             "",

@@ -28,10 +28,10 @@ from experiments.run.seeds import SeedPolicy
 SECTIONS = ("model", "data", "train")
 PROFILE_SECTIONS = (*SECTIONS, "seeds")  # a profile also sets the seed schedule
 SCHEMAS = {"data": DataConfig, "train": TrainConfig, "seeds": SeedPolicy}
-PROFILES = ("smoke", "quick", "paper")
+PROFILES = ("smoke", "pilot", "quick", "paper")
 DEFAULT_PROFILE = "quick"
 # fields that count things: at least 1 (val_size may be 0)
-COUNTS = ("epochs", "batch_size", "eval_batch_size", "val_size", "subset")
+COUNTS = ("epochs", "batch_size", "eval_batch_size", "val_size", "subset", "val_every", "steps")
 
 
 class SpecError(ValueError):

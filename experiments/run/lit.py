@@ -34,6 +34,9 @@ class TrainConfig:
     # the budget in optimizer steps (None: whole epochs); epochs then follow from the dataset,
     # ceil(steps / batches per epoch), the last one partial, so a small dataset still trains
     steps: int | None = None
+    # at most this many epochs between validations; the last epoch is always validated (the
+    # interval used is the largest divisor of the epoch count not above this)
+    val_every: int = 1
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_epochs: float = 0.5
@@ -55,7 +58,9 @@ class TrainConfig:
     precise_bn: int = 0
     # a run whose final val top-1 is this many pp below its train top-1 is flagged "collapsed"
     collapse_gap: float = 40.0
-    bench_seconds: float = 1.0  # how long inference throughput is timed after training
+    # how long inference throughput is timed after training (0 = not timed: grids take speed
+    # from `make bench`, measured in isolation, not from runs that share the machine)
+    bench_seconds: float = 1.0
     inject_nan_at_step: int | None = None  # fault injection: turn the loss into NaN
 
 
@@ -143,6 +148,7 @@ class ClassificationModule(L.LightningModule):
                 torchmetrics.Accuracy("multiclass", num_classes=num_classes, top_k=top5),
             )
         self._channels_last = False
+        self.validated_epochs: set[int] = set()
 
     # ------------------------------------------------------------------ setup
     def configure_model(self) -> None:
@@ -262,6 +268,10 @@ class ClassificationModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._precise_bn()
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:  # the epochs whose curve row has validation
+            self.validated_epochs.add(self.current_epoch)
 
     def on_test_epoch_start(self) -> None:
         self._precise_bn()

@@ -178,9 +178,14 @@ def _drain(spec: GridSpec, study, profile, workers, storage, progress, results_d
             last = line.split(", ETA")[0]
 
 
+def claim_cells(spec: GridSpec) -> set[str]:
+    """The cells the grid's claims compare."""
+    return {c for claim in spec.claims for c in (claim["cell"], claim["versus"])}
+
+
 def claim_cells_first(spec: GridSpec, runs: list[dict]) -> list[dict]:
     """Runs of the cells the grid's claims compare first (seed by seed), the others after."""
-    claimed = {c for claim in spec.claims for c in (claim["cell"], claim["versus"])}
+    claimed = claim_cells(spec)
     return sorted(runs, key=lambda r: (r["cell"] not in claimed, r["seed"]))
 
 
@@ -238,8 +243,12 @@ def run_grid(
     seeds: int | None = None,
     progress: bool = True,
     results_dir: Path | None = None,
+    claims_only: bool = False,
 ) -> Path | None:
     """Validate, enqueue, work and export one grid; returns the path of its results table.
+
+    ``claims_only``: train only the cells the grid's claims compare (a claims campaign); the
+    exploratory cells wait for a later run of the grid.
 
     ``workers="auto"`` measures the layouts of workers x threads on this machine and takes the
     fastest (``experiments.run.layout``).
@@ -251,6 +260,8 @@ def run_grid(
     seed_list = list(range(seeds)) if seeds else None
     policy = spec.seed_policy(profile)
     runs = claim_cells_first(spec, run_records(spec, profile, seed_list))
+    if claims_only:
+        runs = [r for r in runs if r["cell"] in claim_cells(spec)]
     if spec.sweep:  # tune each cell's nuisance hyper-parameters first, then compare at the best
         from experiments.sweep.tune import apply_tuned, tune_cells
 

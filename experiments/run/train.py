@@ -35,6 +35,33 @@ CHECKPOINT = "last.ckpt"
 CURVES = "epochs.jsonl"
 
 
+def epoch_metrics(trainer: L.Trainer) -> dict[str, float]:
+    """This epoch's logged metrics; the validation ones only if validation ran this epoch
+    (Lightning keeps the last validation's values in ``callback_metrics`` between checks)."""
+    m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.current_epoch not in getattr(trainer.lightning_module, "validated_epochs", ()):
+        m = {k: v for k, v in m.items() if not k.startswith("val_")}
+    return m
+
+
+class StepBudget(L.Callback):
+    """Ends training at ``steps`` optimizer steps as an early stop does, so the last (partial)
+    epoch is validated like every full one (a bare ``max_steps`` skips that validation)."""
+
+    def __init__(self, steps: int):
+        self.steps = steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.steps:
+            trainer.should_stop = True
+
+
+def validation_interval(epochs: int, every: int) -> int:
+    """The largest divisor of ``epochs`` that is at most ``every``: validations then fall
+    every that many epochs and always on the last one."""
+    return max(d for d in range(1, min(every, epochs) + 1) if epochs % d == 0)
+
+
 class EpochCurves(L.Callback):
     """Collects each epoch's train/val loss and accuracy and the learning rate.
 
@@ -60,7 +87,7 @@ class EpochCurves(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking:
             return
-        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        m = epoch_metrics(trainer)
         row = {
             "epoch": trainer.current_epoch,
             "train_loss": m.get("train_loss_epoch", m.get("train_loss")),
@@ -84,7 +111,7 @@ class EpochLines(L.Callback):
         self.started, self.first_epoch = time.perf_counter(), trainer.current_epoch
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        m = epoch_metrics(trainer)
         epoch, total = trainer.current_epoch + 1, trainer.max_epochs
         done = epoch - self.first_epoch
         per_epoch = (time.perf_counter() - self.started) / max(done, 1)
@@ -178,6 +205,7 @@ def train_run(
     if train_cfg.steps is not None:  # a budget in steps: as many epochs as it takes
         per_epoch = max(1, len(dm.train_dataloader()))
         max_epochs, max_steps = math.ceil(train_cfg.steps / per_epoch), train_cfg.steps
+        cbs.append(StepBudget(train_cfg.steps))
     trainer = L.Trainer(
         max_epochs=max_epochs,
         max_steps=max_steps,
@@ -192,6 +220,7 @@ def train_run(
         enable_progress_bar=bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        check_val_every_n_epoch=validation_interval(max_epochs, train_cfg.val_every),
         limit_train_batches=train_cfg.limit_train_batches,
         default_root_dir=str(workdir) if workdir else None,
     )
@@ -237,6 +266,8 @@ def train_run(
             macs=count_macs(net, dm.input_shape),
             infer_img_s=inference_throughput(
                 net, dm.input_shape, data_cfg.eval_batch_size, seconds=train_cfg.bench_seconds
-            ),
+            )
+            if train_cfg.bench_seconds > 0
+            else None,
         )
     return result

@@ -10,7 +10,7 @@ machine cancels out as far as it can:
   profile's input (localvit_micro / deit_micro, ...).
 - ``mfu``, ``overhead``, ``layout``: how much of the machine a run uses
   (``experiments.tools.efficiency``): MFU of every micro model's training step, the fixed
-  overhead of a quick-profile run, and the workers x threads layouts.
+  overhead of a pilot- and a quick-profile run, and the workers x threads layouts.
 
 Results are printed and written to ``results/bench/<name>.csv``.
 """
@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         df = efficiency.bench_mfu().assign(**prov)
         atomic_write_csv(df, Path(out) / "mfu.csv")
     if args.only in (None, "overhead"):
-        df = pd.DataFrame([efficiency.bench_overhead()]).assign(**prov)
+        rows = [efficiency.bench_overhead(profile=p) for p in ("pilot", "quick")]
+        df = pd.DataFrame(rows).assign(**prov)
         atomic_write_csv(df, Path(out) / "overhead.csv")
     if args.only in (None, "layout"):
         df = efficiency.bench_layout().assign(**prov)

@@ -5,7 +5,7 @@
   matmul peak (a large square matmul timed in the same process, same threads). bf16 autocast
   is measured beside fp32 where the CPU has native bf16 (AVX-512 BF16 or AMX), else recorded
   as unsupported.
-- ``overhead``: one run of the quick profile's shape (``train_run``) against the time its
+- ``overhead``: one run of a profile (``train_run``; pilot and quick) against the time its
   optimizer steps alone take: what is left (building the model, the data, validation, test,
   cost counting, Lightning's set-up) is the fixed overhead, as a share of the run; the
   interpreter start with the project imported is measured in a fresh process and added.
@@ -105,26 +105,31 @@ def interpreter_start_s() -> float:
     return time.perf_counter() - start
 
 
-def bench_overhead(model: str = "localvit_micro", subset: int = 6000, epochs: int = 3) -> dict:
-    """A quick-profile run's wall time against its optimizer steps alone."""
+def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dict:
+    """A run of ``profile`` (from ``ablations/profiles.yaml``): its wall time against the time
+    its optimizer steps alone take."""
+    from experiments.config.toplevel import load_profile_defaults
+    from experiments.run.data import DataConfig, data_info, resolve_val_size
     from experiments.run.train import train_run
 
-    data = {"name": "fashion_mnist", "subset": subset, "val_size": 2000, "batch_size": 64,
-            "eval_batch_size": 500, "crop_padding": 2, "flip": True}  # fmt: skip
-    train = {"epochs": epochs, "warmup_epochs": 0.3, "label_smoothing": 0.1}
+    layer = load_profile_defaults(Path("ablations/spec.yaml"))[profile]
+    data, train = dict(layer["data"]), dict(layer["train"])
+    cfg = DataConfig(**data)
+    images = cfg.subset or data_info(cfg).train_size
+    per_epoch = math.ceil((images - resolve_val_size(cfg, images)) / cfg.batch_size)
     start = time.perf_counter()
     result = train_run({"name": model}, data, train, seed=0, progress=False)
     run_s = time.perf_counter() - start
-    steps = epochs * math.ceil((subset - 2000) / 64)
+    steps = train.get("steps") or train.get("epochs", 3) * per_epoch
     net = timm.create_model(model, num_classes=10, in_chans=1).train()
-    x, y = torch.randn(64, *INPUT), torch.randint(0, 10, (64,))
+    x, y = torch.randn(cfg.batch_size, *INPUT), torch.randint(0, 10, (cfg.batch_size,))
     step_s = step_seconds(net, x, y, seconds=5.0)
     start_s = interpreter_start_s()
     fixed = run_s - steps * step_s
     row = {
         "model": model,
-        "subset": subset,
-        "epochs": epochs,
+        "profile": profile,
+        "epochs": result["epochs_run"],
         "steps": steps,
         "run_s": run_s,
         "fit_and_test_s": result["wall_s"],
@@ -135,9 +140,10 @@ def bench_overhead(model: str = "localvit_micro", subset: int = 6000, epochs: in
         "overhead_share_with_start": (fixed + start_s) / (run_s + start_s),
     }
     print(
-        f"{model} run: {run_s:.1f} s, of which {steps} bare steps {steps * step_s:.1f} s; fixed "
-        f"overhead {fixed:.1f} s = {100 * row['overhead_share']:.1f}% of the run "
-        f"(+ interpreter start {start_s:.1f} s once per worker)",
+        f"{model} at {profile}: {run_s:.1f} s, of which {steps} bare steps "
+        f"{steps * step_s:.1f} s; fixed overhead {fixed:.1f} s = "
+        f"{100 * row['overhead_share']:.1f}% of the run (+ interpreter start {start_s:.1f} s "
+        "once per worker)",
         flush=True,
     )
     return row
