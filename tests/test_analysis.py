@@ -506,3 +506,22 @@ def test_budget_gain_spans_the_last_validation_interval():
     assert gains.loc[0, "every"] == 2 and gains.loc[0, "epochs"] == 6
     table = budget.grid_budget(epochs, results)
     assert table.loc[0, "still learning"] == 0 and table.loc[0, "val every"] == 2
+
+
+def test_curves_skip_epochs_without_validation(epochs):
+    """A profile validating every 2nd epoch: the curve joins the validated epochs only."""
+    rows = epochs[epochs["grid"] == "localvit/layers"].copy()
+    rows.loc[rows["epoch"] % 2 == 0, "val_top1"] = float("nan")
+    fig = fg.plot_curves(rows, "localvit/layers")
+    xs = {x for line in fig.axes[0].get_lines() for x in line.get_xdata()}
+    assert xs and all(int(x) % 2 == 1 for x in xs)
+
+
+def test_report_names_the_sweep_a_grid_was_tuned_by(tmp_path):
+    from experiments.analysis.report import tuned_by
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "tuned.yaml").write_text("sweep: p_lr\naxes: {model.depth: [1, 2]}\n")
+    (tmp_path / "p" / "plain.yaml").write_text("axes: {model.depth: [1, 2]}\n")
+    assert tuned_by("p/tuned", tmp_path) == "p_lr"
+    assert tuned_by("p/plain", tmp_path) is None and tuned_by("p/missing", tmp_path) is None

@@ -1,5 +1,6 @@
 """The model benchmark and the helpers of the official-code comparisons."""
 
+import pandas as pd
 import pytest
 
 from experiments.tools.bench import bench_models
@@ -64,3 +65,27 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     df = pd.read_csv(out)
     assert {"fp32", "bf16", "bf16+channels_last"} <= set(df["setting"])
     assert df["runs_per_hour"].notna().sum() == 1
+
+
+def test_overhead_in_runs_is_the_time_outside_training():
+    """4,000 images an epoch at 100 img/s: 3 epochs train 120 s of a 160 s run (25% overhead);
+    a step budget caps the images (12 epochs but 700 steps of 64: 44,800 images)."""
+    from experiments.tools.efficiency import overhead_in_runs
+
+    rows = pd.DataFrame(
+        [
+            {"run_id": "a", "profile": "pilot", "paper": "p", "status": "ok", "epochs_run": 3,
+             "data.subset": 6000, "data.val_size": 2000, "data.batch_size": 64,
+             "train.steps": None, "train_img_s": 100.0, "wall_s": 160.0},
+            {"run_id": "b", "profile": "quick", "paper": "p", "status": "ok", "epochs_run": 12,
+             "data.subset": 5000, "data.val_size": 1000, "data.batch_size": 64,
+             "train.steps": 700, "train_img_s": 100.0, "wall_s": 500.0},
+            {"run_id": "c", "profile": "quick", "paper": "p", "status": "failed", "epochs_run": 1,
+             "data.subset": 5000, "data.val_size": 1000, "data.batch_size": 64,
+             "train.steps": 700, "train_img_s": 1.0, "wall_s": 5.0},
+        ]
+    )  # fmt: skip
+    table = overhead_in_runs(rows).set_index("profile")
+    assert table.loc["pilot", "overhead_share"] == pytest.approx(0.25)
+    assert table.loc["quick", "train_s"] == pytest.approx(448.0)
+    assert table.loc["quick", "runs"] == 1

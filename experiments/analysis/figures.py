@@ -318,7 +318,8 @@ def plot_curves(
             if results is not None and (results["grid"] == grid).any()
             else list(dict.fromkeys(rows["cell"]))
         )
-    rows = rows[rows["cell"].isin(cells)]
+    # epochs without the metric (a profile that validates every k-th epoch) are not points
+    rows = rows[rows["cell"].isin(cells) & rows[y].notna()]
     fig, (ax,) = _figure(10, 5)
     label = an.METRIC_LABELS.get(y, y)
     n = rows.groupby("cell")["seed"].nunique()

@@ -70,6 +70,13 @@ METHODS = (
     "smaller than the margin); a claim of no difference *disagrees* when that interval lies "
     "wholly beyond the margin; otherwise *inconclusive*. *claim holds* says whether the "
     "verdict supports the paper. "
+    "**Seeds (the stopping rule).** A grid runs its claim cells first, on the spec's seeds "
+    "(3). Under a profile with `seeds: {batch, cap}` (quick: 3 and 12) each claim that is "
+    "*inconclusive* and whose adjusted interval is at least its margin wide gets `batch` more "
+    "seeds on both its cells, round after round, until it is decided, its interval is narrower "
+    "than its margin, or its cells reach `cap` seeds; the rule reads verdicts and interval "
+    "widths, never which way an estimate leans (`experiments/run/seeds.py`). *n* is the seeds a "
+    "claim used. "
     "**Exploratory (the cell tables).** Mean ± 95% Student-t interval over seeds, ok runs "
     "only; Δ is the difference to the grid's baseline, paired by seed, with its unadjusted 95% "
     "t-interval; p is a paired t-test (Wilcoxon signed-rank from 6 pairs on), Holm-corrected "
@@ -96,6 +103,17 @@ def _link(path: Path, base: Path, alt: str) -> str:
     return f"![{alt}]({path.relative_to(base).as_posix()})"
 
 
+def tuned_by(grid: str, ablations: Path = ROOT / "ablations") -> str | None:
+    """The sweep a grid's spec names (``sweep:``): its cells ran at their tuned values."""
+    import yaml
+
+    path = ablations / f"{grid}.yaml"
+    if not path.is_file():
+        return None
+    raw = yaml.safe_load(path.read_text()) or {}
+    return raw.get("sweep") if isinstance(raw, dict) else None
+
+
 def _grid_section(
     results: pd.DataFrame,
     epochs: pd.DataFrame,
@@ -110,7 +128,16 @@ def _grid_section(
     rows = results[(results["grid"] == grid) & (results["profile"] == profile)]
     summary = an.summary_table(rows, metric, claims=claims, paper_results=paper_results)
     title = f"### {grid} · profile {profile}" if profile else f"### {grid}"
-    lines = [title, "", markdown_table(an.format_summary(summary, metric)), ""]
+    lines = [title, ""]
+    sweep = tuned_by(grid)
+    if sweep:
+        lines += [
+            f"Each cell ran at its own tuned values: sweep `{sweep}` "
+            f"(`ablations/sweeps/{sweep}.yaml`) tuned every cell with an equal budget first; the "
+            "tuned keys are config columns of the grid's results table.",
+            "",
+        ]
+    lines += [markdown_table(an.format_summary(summary, metric)), ""]
     lost = rows[rows["status"] != "ok"]
     for r in lost.itertuples():
         detail = f" at epoch {int(float(r.diverged_epoch))}" if r.status == "diverged" else ""

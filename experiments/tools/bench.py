@@ -186,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         df = efficiency.bench_mfu().assign(**prov)
         atomic_write_csv(df, Path(out) / "mfu.csv")
     if args.only in (None, "overhead"):
+        from experiments.analysis import stats
+
+        table = efficiency.overhead_in_runs(stats.load_results(results_root(args.results)))
+        atomic_write_csv(table.assign(**prov), Path(out) / "overhead_runs.csv")
+        print(table.to_string(index=False), flush=True)
         rows = [efficiency.bench_overhead(profile=p) for p in ("pilot", "quick")]
         df = pd.DataFrame(rows).assign(**prov)
         atomic_write_csv(df, Path(out) / "overhead.csv")

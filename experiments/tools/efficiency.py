@@ -9,6 +9,8 @@
   optimizer steps alone take: what is left (building the model, the data, validation, test,
   cost counting, Lightning's set-up) is the fixed overhead, as a share of the run; the
   interpreter start with the project imported is measured in a fresh process and added.
+- ``overhead`` also reads the finished grid runs under ``results/`` (``overhead_in_runs``):
+  the same share measured inside every run, per profile and paper.
 - ``layout``: the workers x threads layouts of ``experiments.run.layout`` for every micro
   model.
 """
@@ -147,6 +149,34 @@ def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dic
         flush=True,
     )
     return row
+
+
+def overhead_in_runs(results: pd.DataFrame) -> pd.DataFrame:
+    """Fixed overhead measured inside finished grid runs, per profile and paper (medians).
+
+    A run's training time is its training images over its own loop throughput
+    (``train_img_s``, timed between consecutive training batches, so validation, test, set-up
+    and cost counting are outside it); the rest of its ``wall_s`` (fit and test) is overhead.
+    Measured in the runs themselves, so it holds under whatever load they ran.
+    """
+    ok = results[(results["status"] == "ok") & results["train_img_s"].notna()].copy()
+    per_epoch = ok["data.subset"] - ok["data.val_size"]
+    images = ok["epochs_run"] * per_epoch
+    if "train.steps" in ok:
+        budget = ok["train.steps"] * ok["data.batch_size"]
+        images = images.where(budget.isna(), images.clip(upper=budget))
+    ok["train_s"] = images / ok["train_img_s"]
+    ok["overhead_share"] = 1 - ok["train_s"] / ok["wall_s"]
+    return (
+        ok.groupby(["profile", "paper"])
+        .agg(
+            runs=("run_id", "size"),
+            wall_s=("wall_s", "median"),
+            train_s=("train_s", "median"),
+            overhead_share=("overhead_share", "median"),
+        )
+        .reset_index()
+    )
 
 
 def bench_layout(models=MICRO_MODELS, seconds: float = 4.0) -> pd.DataFrame:
