@@ -68,17 +68,18 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
 
 
 def test_overhead_in_runs_is_the_time_outside_training():
-    """4,000 images an epoch at 100 img/s: 3 epochs train 120 s of a 160 s run (25% overhead);
-    a step budget caps the images (12 epochs but 700 steps of 64: 44,800 images)."""
+    """``subset`` images an epoch (validation is carved apart): 4,000 at 100 img/s for 3
+    epochs train 120 s of a 160 s run (25% overhead); a step budget caps the images (12 epochs
+    of 4,000, but 700 steps of 64: 44,800 images)."""
     from experiments.tools.efficiency import overhead_in_runs
 
     rows = pd.DataFrame(
         [
             {"run_id": "a", "profile": "pilot", "paper": "p", "status": "ok", "epochs_run": 3,
-             "data.subset": 6000, "data.val_size": 2000, "data.batch_size": 64,
+             "data.subset": 4000, "data.val_size": 2000, "data.batch_size": 64,
              "train.steps": None, "train_img_s": 100.0, "wall_s": 160.0},
             {"run_id": "b", "profile": "quick", "paper": "p", "status": "ok", "epochs_run": 12,
-             "data.subset": 5000, "data.val_size": 1000, "data.batch_size": 64,
+             "data.subset": 4000, "data.val_size": 1000, "data.batch_size": 64,
              "train.steps": 700, "train_img_s": 100.0, "wall_s": 500.0},
             {"run_id": "c", "profile": "quick", "paper": "p", "status": "failed", "epochs_run": 1,
              "data.subset": 5000, "data.val_size": 1000, "data.batch_size": 64,

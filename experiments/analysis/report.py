@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         default=None,
-        help="only runs of this profile (smoke, quick, paper); default: all, each apart",
+        help="only runs of this profile (smoke, pilot, quick, paper); default: all, each apart",
     )
     parser.add_argument(
         "--metric", default="test_top1", help="accuracy column (default: test_top1)"

@@ -36,7 +36,7 @@ TOP_KEYS = {
     "sampler": "tpe, random, qmc, gp or nsga2, or {name: ..., <sampler argument>: value}",
     "pruner": "median, hyperband, successive_halving or none, or {name: ..., <argument>: value}",
     "budget": "mapping with trials (an integer >= 1) and/or timeout_s (seconds > 0)",
-    "profile": "smoke, quick or paper: the default compute profile",
+    "profile": "smoke, pilot, quick or paper: the default compute profile",
     "seed": "an integer: seeds the sampler and every trial's training",
 }
 SAMPLERS = {

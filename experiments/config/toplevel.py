@@ -25,7 +25,7 @@ COMMON_KEYS = {
     "name": "text: the name (default: from the path)",
     "description": "text: one line shown by `make help`",
     "base": "mapping with model, data, train: the configuration shared by every run",
-    "profiles": "mapping of smoke/quick/paper to overrides of base (and its seeds: batch, cap)",
+    "profiles": "mapping of smoke/pilot/quick/paper to overrides of base (and its seeds: batch, cap)",
 }
 
 

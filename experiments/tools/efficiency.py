@@ -117,8 +117,12 @@ def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dic
     layer = load_profile_defaults(Path("ablations/spec.yaml"))[profile]
     data, train = dict(layer["data"]), dict(layer["train"])
     cfg = DataConfig(**data)
-    images = cfg.subset or data_info(cfg).train_size
-    per_epoch = math.ceil((images - resolve_val_size(cfg, images)) / cfg.batch_size)
+    if cfg.subset is not None:  # training images, carved after the validation images
+        images = cfg.subset
+    else:
+        split = data_info(cfg).train_size
+        images = split - resolve_val_size(cfg, split)
+    per_epoch = math.ceil(images / cfg.batch_size)
     start = time.perf_counter()
     result = train_run({"name": model}, data, train, seed=0, progress=False)
     run_s = time.perf_counter() - start
@@ -160,8 +164,8 @@ def overhead_in_runs(results: pd.DataFrame) -> pd.DataFrame:
     Measured in the runs themselves, so it holds under whatever load they ran.
     """
     ok = results[(results["status"] == "ok") & results["train_img_s"].notna()].copy()
-    per_epoch = ok["data.subset"] - ok["data.val_size"]
-    images = ok["epochs_run"] * per_epoch
+    ok = ok[ok["data.subset"].notna()]  # the training images an epoch (val is carved apart)
+    images = ok["epochs_run"] * ok["data.subset"]
     if "train.steps" in ok:
         budget = ok["train.steps"] * ok["data.batch_size"]
         images = images.where(budget.isna(), images.clip(upper=budget))
