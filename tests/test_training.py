@@ -86,6 +86,7 @@ def test_budget_in_steps_sets_the_epochs(tmp_path):
     assert result["status"] == "ok" and result["epochs_run"] == 3
 
 
+@pytest.mark.slow  # three trainings of a BatchNorm model: make test-full
 def test_precise_bn_changes_evaluation_not_training():
     """Same training curve with and without precise BN; the evaluation differs (BN statistics
     recomputed); and a network without BatchNorm is untouched by it."""
