@@ -525,3 +525,13 @@ def test_report_names_the_sweep_a_grid_was_tuned_by(tmp_path):
     (tmp_path / "p" / "plain.yaml").write_text("axes: {model.depth: [1, 2]}\n")
     assert tuned_by("p/tuned", tmp_path) == "p_lr"
     assert tuned_by("p/plain", tmp_path) is None and tuned_by("p/missing", tmp_path) is None
+
+
+def test_claims_figure_keeps_profiles_apart(results):
+    """Two profiles of one paper are two families: two panel rows, titled by profile."""
+    both = pd.concat([results, results.assign(profile="pilot")], ignore_index=True)
+    fig = fg.plot_claims(cl.check_claims(both))
+    titles = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
+    assert sum(t.startswith("localvit · pilot:") for t in titles) == 1
+    assert sum(t.startswith("localvit · quick:") for t in titles) == 1
+    assert len(fig.axes) == 8

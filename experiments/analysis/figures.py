@@ -365,19 +365,27 @@ def plot_claims(verdicts: pd.DataFrame) -> Figure:
     one, and the paper's ImageNet Δ never shares an axis with ours.
     """
     ran = verdicts[verdicts["verdict"] != "not run"]
-    papers = list(dict.fromkeys(ran["paper"]))
-    if not papers:
+    if "profile" not in ran:
+        ran = ran.assign(profile="")
+    # one panel row per paper and profile: each profile is its own family (and budget)
+    panels = list(dict.fromkeys(zip(ran["paper"], ran["profile"].fillna(""), strict=True)))
+    several = len({prof for _, prof in panels}) > 1
+    if not panels:
         fig, (ax,) = _figure(10, 2.5)
         _empty(ax, "no claim has results yet")
         ax.set_title("paper claims: not run yet")
         return fig
-    heights = [max(1, (ran["paper"] == p).sum()) + 1.2 for p in papers]
+
+    def panel(paper: str, prof: str) -> pd.DataFrame:
+        return ran[(ran["paper"] == paper) & (ran["profile"].fillna("") == prof)]
+
+    heights = [max(1, len(panel(*key))) + 1.2 for key in panels]
     fig = Figure(figsize=(12, 0.5 * sum(heights) + 1.0), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(papers), 2, squeeze=False, width_ratios=[3, 1],
+    axes = fig.subplots(len(panels), 2, squeeze=False, width_ratios=[3, 1],
                         gridspec_kw={"height_ratios": heights})  # fmt: skip
-    for (ax, ax_paper), paper in zip(axes, papers, strict=True):
-        rows = ran[ran["paper"] == paper].iloc[::-1]
+    for (ax, ax_paper), (paper, prof) in zip(axes, panels, strict=True):
+        rows = panel(paper, prof).iloc[::-1]
         sign = rows["expected_sign"].astype(float).replace(0.0, 1.0).to_numpy()
         delta = rows["delta"].to_numpy(float) * sign
         lo = np.where(sign > 0, rows["ci_low"], -rows["ci_high"]).astype(float)
@@ -397,7 +405,8 @@ def plot_claims(verdicts: pd.DataFrame) -> Figure:
         ax.set_ylim(-0.7, len(rows) - 0.3)
         ax.set_xlabel("ours: Δ top-1 in the claimed direction (pp), Holm-adjusted CI")
         family = int(rows["family_size"].max())
-        ax.set_title(f"{paper}: {len(rows)} of {family} claims run, Holm across all {family}",
+        name = f"{paper} · {prof}" if several and prof else paper
+        ax.set_title(f"{name}: {len(rows)} of {family} claims run, Holm across all {family}",
                      loc="left")  # fmt: skip
         paper_delta = rows["paper_delta"].to_numpy(float) * sign
         shown = np.isfinite(paper_delta)
