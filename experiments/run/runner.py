@@ -261,7 +261,8 @@ def run_grid(
     policy = spec.seed_policy(profile)
     runs = claim_cells_first(spec, run_records(spec, profile, seed_list))
     if claims_only:
-        runs = [r for r in runs if r["cell"] in claim_cells(spec)]
+        claimed = claim_cells(spec)
+        runs = [r for r in runs if r["cell"] in claimed]
     if spec.sweep:  # tune each cell's nuisance hyper-parameters first, then compare at the best
         from experiments.sweep.tune import apply_tuned, tune_cells
 

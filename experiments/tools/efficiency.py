@@ -114,7 +114,7 @@ def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dic
     from experiments.run.data import DataConfig, data_info, resolve_val_size
     from experiments.run.train import train_run
 
-    layer = load_profile_defaults(Path("ablations/spec.yaml"))[profile]
+    layer = load_profile_defaults(Path("ablations/profiles.yaml"))[profile]
     data, train = dict(layer["data"]), dict(layer["train"])
     cfg = DataConfig(**data)
     if cfg.subset is not None:  # training images, carved after the validation images
