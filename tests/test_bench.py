@@ -46,9 +46,11 @@ def test_mfu_counts_forward_and_backward_flops():
     x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
     # 3x the forward's 2*8*784*10 (backward about twice the forward)
     assert efficiency.step_flops(net, x, y) == 3 * 2 * 8 * 784 * 10
-    df = efficiency.bench_mfu(batch=8, seconds=0.2, models=["deit_micro"])
+    before = torch.get_num_threads()
+    df = efficiency.bench_mfu(batch=8, seconds=0.2, models=["deit_micro"], threads=(1,))
     row = df.iloc[0]
     assert 0 < row["mfu_fp32"] < 1.5 and row["achieved_gflop_s"] > 0
+    assert row["threads"] == 1 and torch.get_num_threads() == before  # the layout is restored
     assert row["bf16"] in ("native", "unsupported on this CPU")
 
 

@@ -71,10 +71,11 @@ def _toggle_names(name: str, num_classes: int, in_chans: int) -> list[str]:
     import inspect
 
     import timm
-    import torch
+
+    from experiments.run.meta import on_meta
 
     try:
-        with torch.device("meta"):
+        with on_meta():
             model = timm.create_model(name, num_classes=num_classes, in_chans=in_chans)
     except Exception:  # noqa: BLE001 - only used to word a message
         return []
@@ -94,10 +95,10 @@ def check_model(
     import re
 
     import timm
-    import torch
 
     import modules  # noqa: F401
     from experiments.run.lit import create_model
+    from experiments.run.meta import on_meta
     from modules.toggles import InertToggleError, ToggleError
 
     model = dict(model)
@@ -114,7 +115,7 @@ def check_model(
             f"unknown model {name!r}; allowed: a timm model name, e.g. {', '.join(ours)}",
         )
     try:
-        with torch.device("meta"):
+        with on_meta():
             create_model(name, num_classes, in_chans, img_size, **model)
     except InertToggleError as err:
         raise SpecError(
@@ -393,6 +394,7 @@ def _paper_rows(paper: str) -> set[tuple[str, str]]:
 def _validate_resolved(spec: GridSpec, build_models: bool) -> None:
     """Check every cell of every profile: data and train values, and the model itself."""
     path = spec.path
+    built = set()  # (model, classes, channels, size) already built: cells often share one
     for profile in PROFILES:
         base = spec.resolved_base(profile)
         for cell, overrides, _ in spec.cells():
@@ -406,10 +408,11 @@ def _validate_resolved(spec: GridSpec, build_models: bool) -> None:
                     check_splits(data, info.train_size)
                 except DataSplitError as err:
                     raise SpecError(path, f"data.{err.key}", err.problem) from None
-                if build_models:
-                    check_model(
-                        path, config["model"], info.num_classes or 10, info.channels, info.size
-                    )
+                shape = (info.num_classes or 10, info.channels, info.size)
+                key = (repr(sorted(config["model"].items())), *shape)
+                if build_models and key not in built:
+                    check_model(path, config["model"], *shape)
+                    built.add(key)
             except SpecError as err:
                 raise SpecError(
                     path,

@@ -41,13 +41,12 @@ def _plain(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=512)
 def _resolved_model(model_json: str, num_classes: int, in_chans: int, img_size: int) -> str:
-    import torch
-
     from experiments.run.lit import create_model
+    from experiments.run.meta import on_meta
 
     model = json.loads(model_json)
     name = model.pop("name")
-    with torch.device("meta"):
+    with on_meta():
         net = create_model(name, num_classes, in_chans, img_size, **model)
     if hasattr(net, "toggles"):
         arch = type(net).__name__

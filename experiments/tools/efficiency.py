@@ -2,7 +2,8 @@
 
 - ``mfu``: model FLOP/s of a training step (3x the forward FLOPs counted by
   ``torch.utils.flop_counter``, divided by the measured step time) over the machine's fp32
-  matmul peak (a large square matmul timed in the same process, same threads). bf16 autocast
+  matmul peak (a large square matmul timed in the same process, same threads), at 1 thread
+  (the layout grid workers run) and at all cores. bf16 autocast
   is measured beside fp32 where the CPU has native bf16 (AVX-512 BF16 or AMX), else recorded
   as unsupported.
 - ``overhead``: one run of a profile (``train_run``; pilot and quick) against the time its
@@ -66,7 +67,30 @@ def step_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     return 3 * counter.get_total_flops()
 
 
-def bench_mfu(batch: int = 64, seconds: float = 3.0, models=MICRO_MODELS) -> pd.DataFrame:
+def bench_mfu(
+    batch: int = 64,
+    seconds: float = 3.0,
+    models=MICRO_MODELS,
+    threads: tuple[int, ...] | None = None,
+) -> pd.DataFrame:
+    """MFU of every micro model at each thread count (default: 1, the layout a grid worker
+    runs, and all cores); the peak is measured at the same thread count as the step."""
+    import os
+
+    cores = os.cpu_count() or 1
+    threads = threads or tuple(sorted({1, cores}))
+    saved = torch.get_num_threads()
+    rows = []
+    try:
+        for n in threads:
+            torch.set_num_threads(n)
+            rows += _mfu_rows(batch, seconds, models)
+    finally:
+        torch.set_num_threads(saved)
+    return pd.DataFrame(rows)
+
+
+def _mfu_rows(batch: int, seconds: float, models) -> list[dict]:
     peak = matmul_peak_flops()
     peak_bf16 = matmul_peak_flops(dtype=torch.bfloat16) if cpu_has_bf16() else math.nan
     rows = []
@@ -93,11 +117,12 @@ def bench_mfu(batch: int = 64, seconds: float = 3.0, models=MICRO_MODELS) -> pd.
             row.update(step_s_bf16=t16, speedup_bf16=t / t16, mfu_bf16=flops / t16 / peak_bf16)
         rows.append(row)
         print(
-            f"{name}: {flops / 1e9:.2f} GFLOP/step, {batch / t:.0f} img/s, "
-            f"MFU {100 * row['mfu_fp32']:.1f}% of {peak / 1e9:.0f} GFLOP/s fp32",
+            f"{name} ({row['threads']} threads): {flops / 1e9:.2f} GFLOP/step, "
+            f"{batch / t:.0f} img/s, MFU {100 * row['mfu_fp32']:.1f}% of "
+            f"{peak / 1e9:.0f} GFLOP/s fp32",
             flush=True,
         )
-    return pd.DataFrame(rows)
+    return rows
 
 
 def interpreter_start_s() -> float:
