@@ -19,7 +19,7 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from experiments.analysis import budget
+from experiments.analysis import budget, compute
 from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import stats as an
@@ -207,6 +207,19 @@ def build_report(
             "are still learning, differences between them partly measure how fast they learn.",
             "",
             markdown_table(table),
+            "",
+        ]
+    cost = compute.campaign_compute(results)
+    if len(cost):
+        lines += [
+            "## Compute",
+            "",
+            "Distinct finished runs per profile and paper (a run shared between grids counts "
+            "once) and the time they took, set-up, validation and test included; core-hours "
+            f"multiply by each run's threads (blank where an older table did not record them); "
+            f"machine hours divide them by {compute.MACHINE_CORES} cores.",
+            "",
+            markdown_table(cost.astype(object).where(cost.notna(), "")),
             "",
         ]
 

@@ -1,0 +1,44 @@
+"""The compute each paper's runs took, per profile: what a campaign costs, from the run tables.
+
+A run shared between grids (same resolved configuration and seed) was trained once and is
+counted once. Run time is the run's own ``run_s`` (set-up, training, validation and test)
+where the table has it, else ``wall_s`` (fit and test). Core-hours multiply by the run's
+threads; the machine figure divides core-hours by the cores of a 2-core machine, the
+budget the campaign is planned against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+MACHINE_CORES = 2
+COLUMNS = ["profile", "paper", "runs", "run hours", "median min/run", "core-hours",
+           f"{MACHINE_CORES}-core machine hours"]  # fmt: skip
+
+
+def campaign_compute(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per (profile, paper): distinct finished runs and the time they took."""
+    if results.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    runs = results[results["status"] == "ok"].drop_duplicates("run_id").copy()
+    seconds = runs["run_s"] if "run_s" in runs else pd.Series(np.nan, index=runs.index)
+    runs["_s"] = seconds.fillna(runs["wall_s"])
+    threads = runs["threads"] if "threads" in runs else pd.Series(np.nan, index=runs.index)
+    runs["_core_s"] = runs["_s"] * threads
+    rows = []
+    for (profile, paper), g in runs.groupby(["profile", "paper"], sort=True):
+        known = g["_core_s"].notna().all()
+        core_h = g["_core_s"].sum() / 3600 if known else np.nan
+        rows.append(
+            {
+                "profile": profile,
+                "paper": paper,
+                "runs": len(g),
+                "run hours": round(g["_s"].sum() / 3600, 2),
+                "median min/run": round(g["_s"].median() / 60, 1),
+                "core-hours": round(core_h, 2),
+                f"{MACHINE_CORES}-core machine hours": round(core_h / MACHINE_CORES, 2),
+            }
+        )
+    return pd.DataFrame(rows, columns=COLUMNS)
