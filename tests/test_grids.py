@@ -306,3 +306,28 @@ def test_results_flag_is_an_argument_not_the_environment(workspace, monkeypatch)
     assert (chosen / "test" / "tiny.csv").is_file()
     assert "ABLATE_RESULTS" not in os.environ
     assert not (workspace / "results").exists()
+
+
+def test_a_renamed_preset_relabels_finished_runs(workspace):
+    """Runs finished under an older wording of the spec are exported under the current one."""
+    axis = "arm:\n    shallow: {model.depth: 1}\n    deep: {model.depth: 2}"
+    spec = write_grid(workspace, axis=axis, seeds=1)
+    run_grid(spec, profile="quick", progress=False)
+    first = table(workspace, "test/tiny")
+    assert sorted(first["cell"]) == ["arm=deep", "arm=shallow"]
+    renamed = "arm:\n    deep: {model.depth: 2}\n    one_block: {model.depth: 1}"
+    write_grid(workspace, axis=renamed, seeds=1)
+    study = queue.open_study("test/tiny@quick")
+    n_trials = len(study.trials)
+    run_grid(spec, profile="quick", progress=False)
+    assert len(queue.open_study("test/tiny@quick").trials) == n_trials  # nothing retrained
+    again = table(workspace, "test/tiny").set_index("run_id")
+    assert again.loc[first["run_id"], "cell"].tolist() == [
+        {"arm=shallow": "arm=one_block", "arm=deep": "arm=deep"}[c] for c in first["cell"]
+    ]
+    assert dict(zip(again["cell"], again["cell_index"], strict=True)) == {
+        "arm=deep": 0,
+        "arm=one_block": 1,
+    }
+    epochs = pd.read_csv(workspace / "results" / "test" / "tiny.epochs.csv")
+    assert set(epochs["cell"]) == {"arm=deep", "arm=one_block"}

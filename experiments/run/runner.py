@@ -289,7 +289,7 @@ def run_grid(
         _drain(spec, study, profile, workers, storage, progress, results_dir, total)
         round_ = 0
         while adaptive:
-            store.export(study, spec.name, profile, results_dir)
+            store.export(study, spec.name, profile, results_dir, runs)
             plan = next_seeds(
                 grid_verdicts(spec, profile, results_dir), _seeds_per_cell(runs), policy
             )
@@ -316,7 +316,7 @@ def run_grid(
     except KeyboardInterrupt:
         print(f"\n[{spec.name}] interrupted; rerun the same command to continue.", file=sys.stderr)
         raise
-    table = store.export(study, spec.name, profile, results_dir)
+    table = store.export(study, spec.name, profile, results_dir, runs)
     if table is not None:
         from experiments.analysis.summary import print_summary
 

@@ -230,10 +230,23 @@ def read_table(path: Path) -> pd.DataFrame:
 
 
 def export(
-    study: optuna.Study, grid: str, profile: str, results_dir: Path | None = None
+    study: optuna.Study,
+    grid: str,
+    profile: str,
+    results_dir: Path | None = None,
+    current: list[dict] | None = None,
 ) -> Path | None:
-    """Write the grid's table: the study's rows plus the rows the table had that it lacks."""
+    """Write the grid's table: the study's rows plus the rows the table had that it lacks.
+
+    ``current`` (the grid's run records as the spec words them now): a run the study finished
+    under an older wording of the spec (a renamed preset, reordered axes) is written with the
+    spec's current cell label and index, not the ones stored on its trial."""
     df, ep = tables(study)
+    if current and not df.empty:
+        df = pd.DataFrame([_as_now(r, current) for r in df.to_dict("records")])
+        df = df.sort_values(["cell_index", "seed"], kind="stable", ignore_index=True)
+        cells = dict(zip(df["run_id"], df["cell"], strict=True))
+        ep["cell"] = ep["run_id"].map(cells).fillna(ep["cell"])
     table, curves = result_paths(grid, profile, results_dir)
     if table.exists():
         old = read_table(table)
@@ -250,6 +263,15 @@ def export(
     atomic_write_csv(df, table)
     atomic_write_csv(ep, curves)
     return table
+
+
+def _as_now(row: dict, current: list[dict]) -> dict:
+    """A study row with its cell index as the spec has it now, relabelled if its cell is gone."""
+    index = {r["cell"]: r["cell_index"] for r in current}
+    if row.get("cell") in index:
+        return {**row, "cell_index": index[row["cell"]]}
+    run = next((r for r in current if r["run_id"] == row["run_id"]), None)
+    return relabel(row, run) if run is not None else row
 
 
 # ----------------------------------------------------------------------------- reuse
