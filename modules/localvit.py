@@ -65,9 +65,10 @@ Fidelity to the official code (ofsoundof/LocalViT, ``models/localvit.py``):
   over batch and positions). Only the depth-wise conv (and the channel attention) sees a
   map, a channels-last view of the tokens, so nothing is copied; on CPU this is measurably
   faster than BN or pooling on the map view.
-  ``checkpoint_filter_fn`` maps the official checkpoints onto this layout, so
-  ``timm.create_model("localvit_tiny", pretrained=True, pretrained_cfg_overlay=dict(
-  file="localvit_t.pth"))`` loads them (or ``load_official_localvit(model, path)``).
+  ``checkpoint_filter_fn`` (``modules.localvit_checkpoint``) maps the official checkpoints
+  onto this layout, so ``timm.create_model("localvit_tiny", pretrained=True,
+  pretrained_cfg_overlay=dict(file="localvit_t.pth"))`` loads them (or
+  ``load_official_localvit(model, path)`` from the same module).
 * options the official code does not have: ``kernel_size``, the gelu/silu/relu activations,
   ``layers`` (it existed briefly upstream and could not run), non-square maps (upstream
   guesses a square from the token count), ``conv1x1`` as a name, ``se_gate`` (upstream ties
@@ -86,11 +87,8 @@ Fidelity to the official code (ofsoundof/LocalViT, ``models/localvit.py``):
 from __future__ import annotations
 
 import argparse
-import re
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
-from os import PathLike
 from typing import Any
 
 import torch
@@ -99,7 +97,6 @@ from timm.layers import (
     Attention,
     DropPath,
     PatchEmbed,
-    resample_abs_pos_embed,
     trunc_normal_,
 )
 from timm.layers.helpers import to_2tuple
@@ -119,6 +116,7 @@ from modules.layers.locality_ffn import (
     TokenBatchNorm,
     resolve_layers,
 )
+from modules.localvit_checkpoint import checkpoint_filter_fn
 from modules.registry import imagenet_cfg, init_linear
 from modules.toggles import (
     ToggleError,
@@ -433,111 +431,6 @@ class LocalViT(nn.Module):
 # Here it is ``blocks.{i}.ffn`` with named parts (``fc1 bn1 dw bn2 se fc2 bn3``). The converter
 # reads each block's layers in order and recognises them by their tensors, so it needs no
 # variant name: a (o, i, 1, 1) weight is a 1x1 conv (-> ``nn.Linear`` weight (o, i)), a
-# (c, 1, k, k) weight is the depth-wise conv, ``running_mean`` marks the BN after the preceding
-# conv, ``fc.0``/``fc.2`` are the SE linears (-> timm ``SEModule`` 1x1 convs), ``conv.weight``
-# is ECA. The timm DeiT names ``blocks.{i}.norm2`` and ``blocks.{i}.mlp`` map to
-# ``blocks.{i}.ffn.norm`` and ``blocks.{i}.ffn.mlp``, so timm DeiT weights load into
-# ``deit_*_ablate`` too.
-
-_FFN_LAYER = re.compile(r"^blocks\.(\d+)\.conv\.conv\.(\d+)\.(.+)$")
-_RENAMES = [
-    (re.compile(r"^blocks\.(\d+)\.norm2\."), r"blocks.\1.ffn.norm."),
-    (re.compile(r"^blocks\.(\d+)\.mlp\."), r"blocks.\1.ffn.mlp."),
-]
-_BN_AFTER = {"fc1": "bn1", "dw": "bn2", "fc2": "bn3"}
-
-
-def _convert_ffn(block: int, layers: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Name the official Sequential's layers of one block by what their tensors are."""
-    prefix, out, last = f"blocks.{block}.ffn.", {}, None
-    for parts in layers:
-        weight = parts.get("weight")
-        if "running_mean" in parts:
-            if last not in _BN_AFTER:
-                raise ValueError(f"block {block}: a BatchNorm follows no conv")
-            out.update({f"{prefix}{_BN_AFTER[last]}.{k}": v for k, v in parts.items()})
-            last = _BN_AFTER[last]
-        elif "fc.0.weight" in parts:  # official SELayer: Linear, ReLU, Linear, h_sigmoid
-            for src, dst in (("fc.0", "se.fc1"), ("fc.2", "se.fc2")):
-                out[f"{prefix}{dst}.weight"] = parts[f"{src}.weight"][:, :, None, None]
-                out[f"{prefix}{dst}.bias"] = parts[f"{src}.bias"]
-        elif "conv.weight" in parts:  # official ECALayer: Conv1d(1, 1, k)
-            out[f"{prefix}se.conv.weight"] = parts["conv.weight"]
-        elif weight is not None and weight.ndim == 4 and weight.shape[1] == 1:
-            if last != "bn1":
-                raise ValueError(
-                    f"block {block}: depth-wise conv before the first 1x1 conv (official "
-                    "dp_first) is not supported"
-                )
-            out[f"{prefix}dw.weight"] = weight
-            last = "dw"
-        elif weight is not None and weight.ndim == 4 and weight.shape[-2:] == (1, 1):
-            if last in ("fc2", "bn3"):
-                raise ValueError(f"block {block}: more than two 1x1 convs")
-            last = "fc1" if last is None else "fc2"
-            out[f"{prefix}{last}.weight"] = weight.flatten(1)
-        else:
-            raise ValueError(f"block {block}: unrecognised FFN layer with {sorted(parts)}")
-    return out
-
-
-def convert_official_localvit(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Official LocalViT (or timm DeiT) key names and shapes -> this model's keys and shapes.
-
-    A state dict already in this model's layout passes unchanged."""
-    out: dict[str, torch.Tensor] = {}
-    ffn_layers: dict[int, dict[int, dict[str, torch.Tensor]]] = defaultdict(
-        lambda: defaultdict(dict)
-    )
-    for key, value in state_dict.items():
-        key = key.removeprefix("module.")
-        match = _FFN_LAYER.match(key)
-        if match:
-            ffn_layers[int(match[1])][int(match[2])][match[3]] = value
-            continue
-        for pattern, repl in _RENAMES:
-            key = pattern.sub(repl, key)
-        out[key] = value
-    for block, layers in ffn_layers.items():
-        out.update(_convert_ffn(block, [layers[j] for j in sorted(layers)]))
-    return out
-
-
-def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: LocalViT) -> dict:
-    """timm's ``pretrained_filter_fn``: an official LocalViT (or timm DeiT) state dict -> this
-    model's; a position embedding for another grid is resampled."""
-    state = convert_official_localvit(state_dict)
-    pos_embed = state.get("pos_embed")
-    if pos_embed is not None and pos_embed.shape != model.pos_embed.shape:
-        state["pos_embed"] = resample_abs_pos_embed(
-            pos_embed, list(model.patch_embed.grid_size), num_prefix_tokens=1
-        )
-    return state
-
-
-def load_official_localvit(
-    model: LocalViT,
-    path_or_state_dict: str | PathLike | Mapping[str, torch.Tensor],
-    strict: bool = True,
-) -> LocalViT:
-    """Load an official checkpoint (a file from ``main.py``, or its state dict) into ``model``.
-
-    The same as ``timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=
-    path))`` except that the ``model`` entry of a file is used even when it has ``model_ema``
-    (what the official ``--eval --resume`` evaluates; timm prefers the EMA weights).
-    """
-    state = path_or_state_dict
-    if not isinstance(state, Mapping):
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            state = torch.load(state, map_location="cpu", weights_only=True)
-    for entry in ("model", "state_dict", "model_ema"):
-        if isinstance(state.get(entry), Mapping):
-            state = state[entry]
-            break
-    model.load_state_dict(checkpoint_filter_fn(state, model), strict=strict)
-    return model
-
-
 # ---------------------------------------------------------------------------------------------
 # timm registrations. Every toggle above overrides these defaults as a keyword argument.
 

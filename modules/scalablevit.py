@@ -55,7 +55,7 @@ window borders) added before the projection, PEG once per stage after block 0, S
 (depth-wise rn x rn conv with stride rn and bias, 1x1 projection to C*rc, LN eps 1e-5, GELU),
 k from the C*rc tokens, v projected back to C, softmax scale (head_dim*rc)^-0.5, LayerNorm
 eps 1e-6 elsewhere, a single DropPath module for both residuals, dropout placement, weight
-init. ``checkpoint_filter_fn`` converts official checkpoints (logits agree to < 1e-4).
+init. ``checkpoint_filter_fn`` (``modules.scalablevit_checkpoint``) converts official checkpoints (logits agree to < 1e-4).
 Differences, none of which changes the released networks' outputs at 224 px:
 
 - layout: maps stay channels-last (B, H, W, C); convs run on channels_last views (no
@@ -80,7 +80,7 @@ Differences, none of which changes the released networks' outputs at 224 px:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -90,6 +90,7 @@ from torch import nn
 
 from modules.layers.scalable_attention import IWSA, LN_EPS, PEG, SSA, PatchEmbed
 from modules.registry import imagenet_cfg
+from modules.scalablevit_checkpoint import checkpoint_filter_fn
 from modules.toggles import (
     ToggleError,
     check_bool,
@@ -104,7 +105,6 @@ __all__ = [
     "SSA",
     "ScalableViT",
     "ScalableViTConfig",
-    "checkpoint_filter_fn",
 ]
 
 PATTERNS = ("alternate", "alternate_ssa_first", "ssa", "iwsa")
@@ -456,72 +456,6 @@ class ScalableViT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-# --- official checkpoints -----------------------------------------------------------------------
-
-
-def checkpoint_filter_fn(state_dict: Mapping[str, torch.Tensor], model: ScalableViT) -> dict:
-    """Convert an official ScalableViT state dict (or a training checkpoint) to this layout.
-
-    Renames the module tree (``patch_embeds.i`` / ``pos_block.i.proj.0`` / ``stages.i.j`` ->
-    ``stages.i.embed`` / ``stages.i.peg.conv`` / ``stages.i.blocks.j``; ``attn.lim_func`` ->
-    ``attn.lim``; ``attn.reduction.0|1`` -> ``attn.sr`` / ``attn.pw``; ``attn.norm_act.0`` ->
-    ``attn.norm``; the MLP head ``head.0|1|3`` -> ``pre_logits.fc|norm`` / ``head``), reshapes
-    the 1x1 conv to a Linear weight and concatenates q|kv (SSA without reduction) and k|v
-    (with reduction) into the fused projections. A state dict already in this layout passes.
-    """
-    for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
-        if key in state_dict and isinstance(state_dict[key], Mapping):
-            state_dict = state_dict[key]
-            break
-    sd = {k.removeprefix("module."): v for k, v in state_dict.items()}
-    if not any(k.startswith("patch_embeds.") for k in sd):
-        return dict(sd)
-    out: dict[str, torch.Tensor] = {}
-    mlp_head = "head.0.weight" in sd
-    for key, value in sd.items():
-        parts = key.split(".")
-        if parts[0] == "patch_embeds":
-            sub = {"proj": "conv", "norm": "norm"}[parts[2]]
-            out[f"stages.{parts[1]}.embed.{sub}.{parts[3]}"] = value
-        elif parts[0] == "pos_block":
-            out[f"stages.{parts[1]}.peg.conv.{parts[-1]}"] = value
-        elif parts[0] == "stages":
-            i, j, rest = parts[1], parts[2], ".".join(parts[3:])
-            prefix = f"stages.{i}.blocks.{j}."
-            attn = f"stages.{i}.{j}.attn."
-            if not rest.startswith("attn."):
-                out[prefix + rest] = value
-                continue
-            name, leaf = rest.removeprefix("attn.").rsplit(".", 1)
-            if name == "lim_func":
-                out[prefix + "attn.lim." + leaf] = value
-            elif name == "reduction.0":
-                out[prefix + "attn.sr." + leaf] = value
-            elif name == "reduction.1":
-                out[prefix + "attn.pw." + leaf] = value.flatten(1) if value.dim() == 4 else value
-            elif name == "norm_act.0":
-                out[prefix + "attn.norm." + leaf] = value
-            elif name in ("k", "v") and attn + "reduction.0.weight" in sd:
-                if name == "k":
-                    out[prefix + "attn.kv." + leaf] = torch.cat(
-                        [sd[attn + "k." + leaf], sd[attn + "v." + leaf]], 0
-                    )
-            elif name in ("q", "kv") and attn + "kv." + leaf in sd:
-                if name == "q":
-                    out[prefix + "attn.qkv." + leaf] = torch.cat(
-                        [sd[attn + "q." + leaf], sd[attn + "kv." + leaf]], 0
-                    )
-            else:  # qkv, proj, q of SSA with reduction
-                out[prefix + "attn." + name + "." + leaf] = value
-        elif parts[0] == "head" and mlp_head:
-            index, leaf = parts[1], parts[2]
-            target = {"0": "pre_logits.fc", "1": "pre_logits.norm", "3": "head"}[index]
-            out[f"{target}.{leaf}"] = value
-        else:  # norm, plain head
-            out[key] = value
-    return out
 
 
 # --- registrations ------------------------------------------------------------------------------

@@ -24,10 +24,9 @@ from modules.localvit import (
     LocalViT,
     MlpFFN,
     TokenBatchNorm,
-    convert_official_localvit,
-    load_official_localvit,
     resolve_layers,
 )
+from modules.localvit_checkpoint import convert_official_localvit, load_official_localvit
 from modules.toggles import InertToggleError, ToggleError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference" / "official_models.csv"

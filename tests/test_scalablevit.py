@@ -14,7 +14,8 @@ from timm.layers import Attention
 from torch import nn
 
 import modules  # noqa: F401  (registers the models)
-from modules.scalablevit import IWSA, SSA, ScalableViT, checkpoint_filter_fn
+from modules.scalablevit import IWSA, SSA, ScalableViT
+from modules.scalablevit_checkpoint import checkpoint_filter_fn
 from modules.toggles import InertToggleError, ToggleError
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference" / "official_models.csv"

@@ -43,7 +43,7 @@ from experiments.tools.official_source import (
     import_official_file,
 )
 from experiments.tools.timing import interleaved
-from modules.localvit import load_official_localvit
+from modules.localvit_checkpoint import load_official_localvit
 
 
 def import_official(repo: Path):

@@ -49,7 +49,8 @@ from experiments.tools.official_source import (
     import_official_file,
 )
 from experiments.tools.timing import interleaved
-from modules.scalablevit import MICRO, checkpoint_filter_fn
+from modules.scalablevit import MICRO
+from modules.scalablevit_checkpoint import checkpoint_filter_fn
 
 OFFICIAL_NAMES = {"s": "scalable_vit_small", "b": "scalable_vit_base", "l": "scalable_vit_large"}
 
