@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from experiments.tools.bench import bench_models
 
@@ -92,3 +93,17 @@ def test_overhead_in_runs_is_the_time_outside_training():
     assert table.loc["pilot", "overhead_share"] == pytest.approx(0.25)
     assert table.loc["quick", "train_s"] == pytest.approx(448.0)
     assert table.loc["quick", "runs"] == 1
+
+
+def test_overhead_runs_reads_the_tables_and_trains_nothing(tmp_path):
+    """``bench --only overhead-runs`` writes the in-run overhead table from results/ alone."""
+    import shutil
+
+    from experiments.tools import bench
+
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "tests" / "fixtures" / "results", results)
+    assert bench.main(["--only", "overhead-runs", "--results", str(results)]) == 0
+    assert sorted(p.name for p in (results / "bench").iterdir()) == ["overhead_runs.csv"]
+    table = pd.read_csv(results / "bench" / "overhead_runs.csv")
+    assert set(table["paper"]) == {"efficientmod", "localvit"} and (table["runs"] > 0).all()
