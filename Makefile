@@ -58,13 +58,11 @@ ablation-%: setup data ## run the grid ablations/<paper>/<table>.yaml (e.g. abla
 ablations: setup data ## run every grid in ablations/
 	@for s in $(SPECS); do $(PY) -m experiments run $$s $(RUN_ARGS) || exit $$?; done
 
-# A paper's claims campaign: the claim cells of all its grids on a first batch of seeds, then
-# each grid's rounds of extra seeds for the claims still open (the profile's seeds: batch, cap).
+# A paper's claims campaign: the claim cells of all its grids on their first seeds, then one
+# round of extra seeds per grid per pass, breadth first, for the claims still open (the
+# profile's seeds: batch, cap), until none is (experiments.run.campaign).
 campaign-%: setup data ## claims campaign of one paper: claim cells only, seeds by precision (e.g. campaign-localvit)
-	@for s in $(filter ablations/$*/%,$(SPECS)); do \
-	  $(PY) -m experiments run $$s $(RUN_ARGS) --claims-only --seeds $(or $(SEEDS),3) || exit $$?; done
-	@for s in $(filter ablations/$*/%,$(SPECS)); do \
-	  $(PY) -m experiments run $$s $(RUN_ARGS) --claims-only || exit $$?; done
+	$(PY) -m experiments campaign $* --profile $(PROFILE) --workers $(WORKERS) $(if $(STORAGE),--storage $(STORAGE))
 
 sweep-%: setup data ## run the Optuna sweep ablations/sweeps/<name>.yaml
 	$(PY) -m experiments sweep ablations/sweeps/$*.yaml $(if $(STORAGE),--storage $(STORAGE)) $(if $(filter-out auto,$(WORKERS)),--workers $(WORKERS))

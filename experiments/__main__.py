@@ -126,6 +126,24 @@ def _grid_parsers(sub) -> None:
         help="train only the cells the grid's claims compare (a claims campaign)",
     )
 
+    p = sub.add_parser(
+        "campaign",
+        help="a paper's claims campaign: claim cells of every grid, then seed rounds breadth "
+        "first until every claim is decided, precise or at the seed cap",
+    )
+    p.add_argument("paper", help="a folder of ablations/, e.g. localvit")
+    p.add_argument(
+        "--profile", default="quick", choices=("smoke", "pilot", "quick", "paper"),
+        help="compute budget (default quick)",
+    )  # fmt: skip
+    p.add_argument(
+        "--workers", type=_workers, default=_workers(os.environ.get("WORKERS") or "auto"),
+        help="local worker processes, or auto (default auto)",
+    )  # fmt: skip
+    p.add_argument("--storage", default=None, help="Optuna storage URL or journal file")
+    p.add_argument("--results", default=None, help="results folder (default results/)")
+    p.add_argument("--no-progress", action="store_true", help="hide the per-run progress bar")
+
     p = sub.add_parser("worker", help="one worker: drain a study's queue, then stop")
     p.add_argument("--study", required=True, help="study name, <paper>/<table>@<profile>")
     p.add_argument("--storage", default=None, help="Optuna storage URL or journal file")
@@ -204,6 +222,20 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_campaign(args) -> int:
+    from experiments.run.campaign import run_campaign
+
+    run_campaign(
+        args.paper,
+        profile=args.profile,
+        workers=args.workers,
+        storage=args.storage,
+        progress=not args.no_progress,
+        results_dir=args.results,
+    )
+    return 0
+
+
 def cmd_worker(args) -> int:
     from experiments.run.runner import work
     from experiments.run.workers import set_worker_threads
@@ -246,6 +278,7 @@ COMMANDS = {
     "train": cmd_train,
     "check": cmd_check,
     "run": cmd_run,
+    "campaign": cmd_campaign,
     "worker": cmd_worker,
     "list": cmd_list,
 }

@@ -244,11 +244,17 @@ def run_grid(
     progress: bool = True,
     results_dir: Path | None = None,
     claims_only: bool = False,
+    max_rounds: int | None = None,
 ) -> Path | None:
     """Validate, enqueue, work and export one grid; returns the path of its results table.
 
     ``claims_only``: train only the cells the grid's claims compare (a claims campaign); the
     exploratory cells wait for a later run of the grid.
+
+    ``max_rounds``: stop after this many seed rounds that train something new (rounds whose
+    runs are all in the tables already are walked through, not counted), so a campaign can
+    give every grid of a paper its next round before any grid gets two
+    (``experiments.run.campaign``).
 
     ``workers="auto"`` measures the layouts of workers x threads on this machine and takes the
     fastest (``experiments.run.layout``).
@@ -287,8 +293,8 @@ def run_grid(
     workers = _workers(spec, profile, workers, pending=added)
     try:
         _drain(spec, study, profile, workers, storage, progress, results_dir, total)
-        round_ = 0
-        while adaptive:
+        round_ = trained_rounds = 0
+        while adaptive and (max_rounds is None or trained_rounds < max_rounds):
             store.export(study, spec.name, profile, results_dir, runs)
             plan = next_seeds(
                 grid_verdicts(spec, profile, results_dir), _seeds_per_cell(runs), policy
@@ -305,6 +311,7 @@ def run_grid(
                 extra = apply_tuned(extra, tuned)
             runs += extra
             added, reused = _enqueue(study, extra, storage, results_dir)
+            trained_rounds += added > 0
             total = len({r["run_id"] for r in runs})
             print(
                 f"[{spec.name}] seed round {round_}: claims still open; "
