@@ -91,14 +91,8 @@ def cmd_train(args) -> int:
     return 0 if result["status"] == "ok" else 1
 
 
-def _grid_parsers(sub) -> None:
-    p = sub.add_parser(
-        "check", help="validate grid specs without training (exit 2 on the first error)"
-    )
-    p.add_argument("paths", nargs="+", help="spec files or folders (e.g. ablations/)")
-
-    p = sub.add_parser("run", help="run a grid: enqueue its runs once, work them, export the table")
-    p.add_argument("spec", help="a grid spec, e.g. ablations/localvit/layers.yaml")
+def _run_options(p) -> None:
+    """--profile, --workers and --storage: shared by ``run`` and ``campaign``."""
     p.add_argument(
         "--profile",
         default="quick",
@@ -117,6 +111,17 @@ def _grid_parsers(sub) -> None:
         default=None,
         help="Optuna storage URL or journal file (default: ABLATE_STORAGE or runs/optuna.journal)",
     )
+
+
+def _grid_parsers(sub) -> None:
+    p = sub.add_parser(
+        "check", help="validate grid specs without training (exit 2 on the first error)"
+    )
+    p.add_argument("paths", nargs="+", help="spec files or folders (e.g. ablations/)")
+
+    p = sub.add_parser("run", help="run a grid: enqueue its runs once, work them, export the table")
+    p.add_argument("spec", help="a grid spec, e.g. ablations/localvit/layers.yaml")
+    _run_options(p)
     p.add_argument("--seeds", type=int, default=None, help="override the spec's seeds with 0..N-1")
     p.add_argument("--results", default=None, help="results folder (default results/)")
     p.add_argument("--no-progress", action="store_true", help="hide the per-run progress bar")
@@ -132,15 +137,7 @@ def _grid_parsers(sub) -> None:
         "first until every claim is decided, precise or at the seed cap",
     )
     p.add_argument("paper", help="a folder of ablations/, e.g. localvit")
-    p.add_argument(
-        "--profile", default="quick", choices=("smoke", "pilot", "quick", "paper"),
-        help="compute budget (default quick)",
-    )  # fmt: skip
-    p.add_argument(
-        "--workers", type=_workers, default=_workers(os.environ.get("WORKERS") or "auto"),
-        help="local worker processes, or auto (default auto)",
-    )  # fmt: skip
-    p.add_argument("--storage", default=None, help="Optuna storage URL or journal file")
+    _run_options(p)
     p.add_argument("--results", default=None, help="results folder (default results/)")
     p.add_argument("--no-progress", action="store_true", help="hide the per-run progress bar")
 

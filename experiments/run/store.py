@@ -243,7 +243,9 @@ def export(
     spec's current cell label and index, not the ones stored on its trial."""
     df, ep = tables(study)
     if current and not df.empty:
-        df = pd.DataFrame([_as_now(r, current) for r in df.to_dict("records")])
+        index = {r["cell"]: r["cell_index"] for r in current}
+        by_id = {r["run_id"]: r for r in reversed(current)}  # the first record of a run wins
+        df = pd.DataFrame([_as_now(r, index, by_id) for r in df.to_dict("records")])
         df = df.sort_values(["cell_index", "seed"], kind="stable", ignore_index=True)
         cells = dict(zip(df["run_id"], df["cell"], strict=True))
         ep["cell"] = ep["run_id"].map(cells).fillna(ep["cell"])
@@ -265,12 +267,11 @@ def export(
     return table
 
 
-def _as_now(row: dict, current: list[dict]) -> dict:
+def _as_now(row: dict, index: dict[str, int], by_id: dict[str, dict]) -> dict:
     """A study row with its cell index as the spec has it now, relabelled if its cell is gone."""
-    index = {r["cell"]: r["cell_index"] for r in current}
     if row.get("cell") in index:
         return {**row, "cell_index": index[row["cell"]]}
-    run = next((r for r in current if r["run_id"] == row["run_id"]), None)
+    run = by_id.get(row["run_id"])
     return relabel(row, run) if run is not None else row
 
 
