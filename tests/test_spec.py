@@ -86,6 +86,26 @@ BAD = {
         "base.data.name",
         "fashion_mnist",
     ),
+    "unknown precision": (
+        GOOD.replace("epochs: 1", "epochs: 1, precision: fp8"),
+        "base.train.precision",
+        "'32-true', 'bf16-mixed'",
+    ),
+    "label smoothing of 1 or more": (
+        GOOD.replace("epochs: 1", "epochs: 1, label_smoothing: 1.0"),
+        "base.train.label_smoothing",
+        "[0, 1)",
+    ),
+    "negative weight decay in an axis": (
+        GOOD.replace("model.layers: [none, low]", "train.weight_decay: [0.05, -0.1]"),
+        "train.weight_decay",
+        ">= 0",
+    ),
+    "three-channel images only as 1 or 3": (
+        GOOD.replace("name: synthetic", "name: synthetic, channels: 2"),
+        "base.data.channels",
+        "one of 1, 3",
+    ),
 }
 
 
@@ -102,6 +122,20 @@ def test_bad_spec_exits_2_with_file_and_key(case, tmp_path, monkeypatch, capsys)
     assert str(path) in err and key in err and allowed in err, err
     assert not (tmp_path / "results").exists()  # nothing written
     assert not (tmp_path / "runs").exists()  # no run started, not even a queue
+
+
+def test_every_limited_field_exists_and_its_default_passes():
+    """A limit names a real field, and the dataclass default is a value the limit allows."""
+    import dataclasses
+
+    from experiments.config.schema import LIMITS, SCHEMAS
+
+    for section, limits in LIMITS.items():
+        defaults = {f.name: f.default for f in dataclasses.fields(SCHEMAS[section])}
+        for name, limit in limits.items():
+            assert name in defaults, (section, name)
+            value = defaults[name]
+            assert value is None or limit.ok(value), (section, name, value)
 
 
 def test_exit_status_is_2_from_the_shell(tmp_path):

@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,77 @@ PROFILE_SECTIONS = (*SECTIONS, "seeds")  # a profile also sets the seed schedule
 SCHEMAS = {"data": DataConfig, "train": TrainConfig, "seeds": SeedPolicy}
 PROFILES = ("smoke", "pilot", "quick", "paper")
 DEFAULT_PROFILE = "quick"
-# fields that count things: at least 1 (val_size may be 0)
-COUNTS = ("epochs", "batch_size", "eval_batch_size", "val_size", "subset", "val_every", "steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    """What a typed field may hold beyond its type: a test and the words that say it."""
+
+    ok: Callable[[Any], bool]
+    allowed: str
+
+
+def one_of(*values: Any) -> Limit:
+    return Limit(lambda v: v in values, "one of " + ", ".join(repr(v) for v in values))
+
+
+def at_least(low: float, what: str = "a number") -> Limit:
+    return Limit(lambda v: v >= low, f"{what} >= {low}")
+
+
+def above(low: float) -> Limit:
+    return Limit(lambda v: v > low, f"a number > {low}")
+
+
+def in_unit(closed_high: bool = False) -> Limit:
+    if closed_high:
+        return Limit(lambda v: 0 <= v <= 1, "a number in [0, 1]")
+    return Limit(lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+COUNT = at_least(1, "an integer")
+# every field of a section whose type admits impossible values; None (where a field may be
+# null) always passes. The train options name what this code and Lightning can run.
+LIMITS: dict[str, dict[str, Limit]] = {
+    "data": {
+        "subset": COUNT,
+        "val_size": at_least(0, "an integer"),
+        "split_seed": at_least(0, "an integer"),
+        "img_size": COUNT,
+        "channels": one_of(1, 3),
+        "batch_size": COUNT,
+        "eval_batch_size": COUNT,
+        "crop_padding": at_least(0, "an integer"),
+        "num_classes": at_least(2, "an integer"),
+        "synthetic_train": COUNT,
+        "synthetic_test": COUNT,
+        "synthetic_size": COUNT,
+    },
+    "train": {
+        "epochs": COUNT,
+        "steps": COUNT,
+        "val_every": COUNT,
+        "lr": above(0),
+        "weight_decay": at_least(0),
+        "warmup_epochs": at_least(0),
+        "min_lr_ratio": in_unit(closed_high=True),
+        "label_smoothing": in_unit(),
+        "mixup": at_least(0),
+        "cutmix": at_least(0),
+        "grad_clip": above(0),
+        "ema_decay": Limit(lambda v: 0 < v < 1, "a number in (0, 1)"),
+        "drop_path": in_unit(),
+        # fp32, or bf16 autocast (on a GPU; on a CPU with native bf16, see `make bench`)
+        "precision": one_of("auto", "32-true", "bf16-mixed"),
+        "channels_last": one_of("auto", "on", "off"),
+        "accelerator": one_of("auto", "cpu", "gpu", "cuda"),
+        "precise_bn": at_least(0, "an integer"),
+        "collapse_gap": at_least(0),
+        "bench_seconds": at_least(0),
+        "inject_nan_at_step": at_least(0, "an integer"),
+    },
+    "seeds": {"batch": COUNT, "cap": at_least(0, "an integer")},
+}
 
 
 class SpecError(ValueError):
@@ -203,16 +273,10 @@ def typed_section(path, prefix: str, values: Any, section: str) -> dict:
             f"{prefix}.name",
             f"unknown dataset {out['name']!r}; allowed: {', '.join(DATASETS)}",
         )
-    for key in COUNTS:
-        value = out.get(key)
-        if isinstance(value, int) and value < 1 and not (key == "val_size" and value == 0):
-            raise SpecError(path, f"{prefix}.{key}", f"got {value}; allowed: an integer >= 1")
-    if section == "seeds" and out.get("batch", 1) < 1:
-        raise SpecError(path, f"{prefix}.batch", f"got {out['batch']}; allowed: an integer >= 1")
-    if section == "seeds" and out.get("cap", 0) < 0:
-        raise SpecError(path, f"{prefix}.cap", f"got {out['cap']}; allowed: an integer >= 0")
-    if "lr" in out and not out["lr"] > 0:
-        raise SpecError(path, f"{prefix}.lr", f"got {out['lr']}; allowed: a number > 0")
+    for key, value in out.items():
+        limit = LIMITS.get(section, {}).get(key)
+        if limit is not None and value is not None and not limit.ok(value):
+            raise SpecError(path, f"{prefix}.{key}", f"got {value!r}; allowed: {limit.allowed}")
     return out
 
 
