@@ -78,6 +78,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from modules.layers.catm import CATMConfig, Conv1x1, create_mixer
+from modules.layers.small_map_conv import SmallMapConv2d
 from modules.registry import imagenet_cfg, init_linear
 from modules.toggles import (
     ToggleError,
@@ -212,7 +213,7 @@ class LocalPerception(nn.Sequential):
         super().__init__()
         self.fc1 = Conv1x1(dim, dim)
         self.norm = nn.BatchNorm2d(dim)
-        self.dw = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+        self.dw = SmallMapConv2d(dim, dim, 3, 1, 1, groups=dim)
         self.act = nn.GELU()
         self.fc2 = Conv1x1(dim, dim)
 

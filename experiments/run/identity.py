@@ -7,6 +7,10 @@ toggle ``None``), and the data and train parts are their dataclasses with every 
 filled in. Keys that cannot change a number (where data lives, how long throughput is timed,
 the evaluation batch) are left out. ``NUMERICS_VERSION`` is bumped by a change of the code
 that changes the numbers of an unchanged configuration, so old results are not reused then.
+A change of rounding only (a kernel that sums in another order, as
+``modules.layers.small_map_conv`` does for some weight gradients) is not such a change: a
+different CPU generation changes the last bits of every run in the same way, and the runs in
+the tables were trained on several.
 """
 
 from __future__ import annotations

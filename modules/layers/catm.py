@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modules.layers.small_map_conv import SmallMapConv2d
 from modules.toggles import check_bool, check_choice, check_int
 
 __all__ = [
@@ -156,7 +157,7 @@ class SpatialOperation(nn.Module):
         super().__init__()
         width = dim * groups
         self.groups, self.gate = groups, gate
-        self.dw = nn.Conv2d(width, width, 3, 1, 1, groups=width)
+        self.dw = SmallMapConv2d(width, width, 3, 1, 1, groups=width)
         self.norm = nn.BatchNorm2d(width)
         self.act = nn.ReLU(inplace=True)
         self.score = nn.Conv2d(width, groups, 1, groups=groups, bias=False)
@@ -227,9 +228,9 @@ class CATM(nn.Module):
         self.grouped = has_phi and cfg.phi_on == "qk" and not cfg.phi_shared
         self.phi = Phi(dim, 2 if self.grouped else 1, cfg) if has_phi else None
         self.fuse = Conv1x1(2 * dim, dim, bias=False) if cfg.fusion == "concat" else None
-        self.dwc = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim) if cfg.fusion_dwconv else None
+        self.dwc = SmallMapConv2d(dim, dim, 3, 1, 1, groups=dim) if cfg.fusion_dwconv else None
         if cfg.proj == "dw3x3":
-            self.proj = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+            self.proj = SmallMapConv2d(dim, dim, 3, 1, 1, groups=dim)
         else:
             self.proj = Conv1x1(dim, dim)
 

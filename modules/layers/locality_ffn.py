@@ -22,6 +22,7 @@ from modules.layers.channel_attention import (
     GATES,
     create_channel_attention,
 )
+from modules.layers.small_map_conv import SmallMapConv2d
 from modules.layers.tokens import join_prefix, map_to_tokens, split_prefix, tokens_to_map
 from modules.toggles import (
     ToggleError,
@@ -149,7 +150,7 @@ class LocalityFFN(nn.Module):
         self.act1 = act_layer()
         if cfg.dwconv:
             k = cfg.kernel_size
-            self.dw = nn.Conv2d(hidden, hidden, k, padding=k // 2, groups=hidden, bias=False)
+            self.dw = SmallMapConv2d(hidden, hidden, k, padding=k // 2, groups=hidden, bias=False)
             self.bn2 = TokenBatchNorm(hidden)
             self.act2 = act_layer()
         else:

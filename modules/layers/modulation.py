@@ -26,6 +26,7 @@ import torch
 from timm.layers import DropPath, LayerNorm, LayerScale
 from torch import nn
 
+from modules.layers.small_map_conv import SmallMapConv2d
 from modules.toggles import ToggleError, check_bool, check_choice, check_int, check_rate
 
 FUSIONS = ("mul", "sum")
@@ -126,7 +127,7 @@ class ContextBranch(nn.Module):
         super().__init__()
         dim = cfg.dim
         self.f = nn.Linear(dim, dim) if cfg.context_f else nn.Identity()
-        convs = [nn.Conv2d(dim, dim, k, padding=k // 2, groups=dim) for k in cfg.kernel_sizes]
+        convs = [SmallMapConv2d(dim, dim, k, padding=k // 2, groups=dim) for k in cfg.kernel_sizes]
         self.convs = nn.ModuleList(convs if cfg.context_conv else [])
         self.act = nn.GELU() if cfg.context_act else nn.Identity()
         self.g = nn.Linear(dim, dim) if cfg.context_g else nn.Identity()

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modules.layers.small_map_conv import SmallMapConv2d
 from modules.layers.windows import (
     pad_map,
     window_grid,
@@ -46,7 +47,7 @@ class PEG(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.conv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+        self.conv = SmallMapConv2d(dim, dim, 3, 1, 1, groups=dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + _nhwc(self.conv(_nchw(x)))
@@ -69,7 +70,9 @@ class IWSA(nn.Module):
         super().__init__()
         self.num_heads, self.window, self.attn_drop = num_heads, window, attn_drop
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.lim = nn.Conv2d(dim, dim, lim_kernel, 1, lim_kernel // 2, groups=dim) if lim else None
+        self.lim = (
+            SmallMapConv2d(dim, dim, lim_kernel, 1, lim_kernel // 2, groups=dim) if lim else None
+        )
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
