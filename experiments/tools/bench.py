@@ -170,37 +170,52 @@ def main(argv: list[str] | None = None) -> int:
         "--subset", type=int, default=4000, help="Fashion-MNIST images for the loop benchmark"
     )
     p.add_argument("--data", default="fashion_mnist")
+    p.add_argument(
+        "--threads",
+        type=lambda text: tuple(int(t) for t in text.split(",")),
+        default=None,
+        help="thread counts of the MFU figure, e.g. 1 or 1,2 (default: 1 and all cores)",
+    )
     p.add_argument("--results", default=None, help="results folder (default results/)")
     args = p.parse_args(argv)
     out = results_root(args.results) / "bench"
     prov = provenance()
+
+    def stamped(df: pd.DataFrame) -> pd.DataFrame:
+        """Provenance columns, without overwriting a figure's own (its thread count)."""
+        return df.assign(**{k: v for k, v in prov.items() if k not in df})
+
     if args.only in (None, "loop"):
         data = {"name": args.data, "subset": args.subset, "val_size": 1000, "batch_size": 128}
         df = bench_loop(args.repeats, data, 1, "deit_micro", {})
-        df = df.assign(**prov)
+        df = stamped(df)
         atomic_write_csv(df, Path(out) / "loop.csv")
         print(f"Lightning / bare loop: median {df['ratio'].median():.3f} over {len(df)} repeats")
     if args.only in (None, "models"):
-        df = bench_models(args.repeats, 128, 10).assign(**prov)
+        df = stamped(bench_models(args.repeats, 128, 10))
         atomic_write_csv(df, Path(out) / "models.csv")
         keys = ["variant", "variant_toggles", "baseline", "input"]
         print(df.groupby(keys)["ratio"].median().to_string())
     from experiments.tools import efficiency
 
     if args.only in (None, "mfu"):
-        df = efficiency.bench_mfu().assign(**prov)
-        atomic_write_csv(df, Path(out) / "mfu.csv")
+        df = stamped(efficiency.bench_mfu(threads=args.threads))
+        path = Path(out) / "mfu.csv"
+        if args.threads and path.exists():  # keep the figures of the thread counts not re-run
+            old = pd.read_csv(path)
+            df = pd.concat([old[~old["threads"].isin(args.threads)], df], ignore_index=True)
+        atomic_write_csv(df.sort_values(["threads"], kind="stable"), path)
     if args.only in (None, "overhead", "overhead-runs"):
         from experiments.analysis import stats
 
         table = efficiency.overhead_in_runs(stats.load_results(results_root(args.results)))
-        atomic_write_csv(table.assign(**prov), Path(out) / "overhead_runs.csv")
+        atomic_write_csv(stamped(table), Path(out) / "overhead_runs.csv")
         print(table.to_string(index=False), flush=True)
     if args.only in (None, "overhead"):
         rows = [efficiency.bench_overhead(profile=p) for p in ("pilot", "quick")]
-        df = pd.DataFrame(rows).assign(**prov)
+        df = stamped(pd.DataFrame(rows))
         atomic_write_csv(df, Path(out) / "overhead.csv")
     if args.only in (None, "layout"):
-        df = efficiency.bench_layout().assign(**prov)
+        df = stamped(efficiency.bench_layout())
         atomic_write_csv(df, Path(out) / "layout.csv")
     return 0

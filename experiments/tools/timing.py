@@ -3,6 +3,11 @@
 A step is forward, cross-entropy, backward and an optimizer step. Models are timed interleaved
 (A, B, A, B, ...) after one untimed round, so drift of the machine hits every model alike and
 the first, allocating steps of a model are not counted.
+
+With one CPU thread the clock is that thread's CPU time, not wall time: on a shared machine
+other processes' load then does not count (it still shares caches and memory bandwidth), so
+figures taken beside a running grid stay comparable. With several threads, or on a GPU, it is
+wall time.
 """
 
 from __future__ import annotations
@@ -25,28 +30,41 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x, y) -> None
     opt.step()
 
 
+def clock(x: torch.Tensor | None = None) -> Callable[[], float]:
+    """The timer for work on ``x``'s device at this process's thread count (module docstring)."""
+    on_cpu = x is None or x.device.type == "cpu"
+    return time.thread_time if on_cpu and torch.get_num_threads() == 1 else time.perf_counter
+
+
+def clock_name(x: torch.Tensor | None = None) -> str:
+    """How :func:`clock` measures, for the tables: "thread CPU" or "wall"."""
+    return "thread CPU" if clock(x) is time.thread_time else "wall"
+
+
 def step_img_s(model: torch.nn.Module, opt: torch.optim.Optimizer, x, y, steps: int) -> float:
     """Images per second over ``steps`` training steps of ``model`` (no warm-up)."""
-    start = time.perf_counter()
+    now = clock(x)
+    start = now()
     for _ in range(steps):
         train_step(model, opt, x, y)
     if x.is_cuda:
         torch.cuda.synchronize()
-    return steps * len(x) / (time.perf_counter() - start)
+    return steps * len(x) / (now() - start)
 
 
 def step_seconds(model, x, y, seconds: float, bf16: bool = False) -> float:
     """Mean seconds per training step over ``seconds``, after two untimed warm-up steps."""
     opt = adamw(model)
     ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    now = clock(x)
     with ctx:
         for _ in range(2):
             train_step(model, opt, x, y)
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
+        steps, start = 0, now()
+        while now() - start < seconds:
             train_step(model, opt, x, y)
             steps += 1
-    return (time.perf_counter() - start) / steps
+    return (now() - start) / steps
 
 
 def interleaved(
