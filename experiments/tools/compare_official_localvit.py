@@ -42,7 +42,7 @@ from experiments.tools.official_source import (
     apply_timing_arguments,
     import_official_file,
 )
-from experiments.tools.timing import interleaved
+from experiments.tools.timing import clock_name, interleaved
 from modules.localvit_checkpoint import load_official_localvit
 
 
@@ -123,11 +123,20 @@ def main(argv=None) -> None:
         repeat=range(args.repeats),
         logit_diff=diff,
         input=f"3x{args.img_size}",
+        patch=args.patch_size,
         batch=args.batch_size,
-        threads=torch.get_num_threads(),
-        **provenance(),
+        clock=clock_name(x),
+        **provenance(),  # with the thread count
     )
-    atomic_write_csv(table, results_root() / "bench" / "official_localvit.csv")
+    path = results_root() / "bench" / "official_localvit.csv"
+    if path.exists():  # keep the figures of the other settings
+        old = pd.read_csv(path)
+        if "patch" not in old:
+            old["patch"] = 4  # the only setting measured before the column existed
+        setting = ["input", "patch", "batch", "threads"]
+        same = old[setting].apply(tuple, axis=1).isin(table[setting].apply(tuple, axis=1))
+        table = pd.concat([old[~same], table], ignore_index=True)
+    atomic_write_csv(table, path)
 
 
 if __name__ == "__main__":
