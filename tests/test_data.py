@@ -8,10 +8,10 @@ import torch
 from experiments.run.data import (
     DataConfig,
     DatasetNotFound,
-    ImageDataModule,
     TensorLoader,
     random_crop_flip,
 )
+from experiments.run.datamodule import ImageDataModule
 
 
 def make(tiny_root, **kw) -> ImageDataModule:

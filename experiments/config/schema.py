@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from experiments.run.data import DATASETS, DataConfig
-from experiments.run.lit import TrainConfig
+from experiments.run.recipe import TrainConfig
 from experiments.run.seeds import SeedPolicy
 
 SECTIONS = ("model", "data", "train")

@@ -97,8 +97,8 @@ def check_model(
     import timm
 
     import modules  # noqa: F401
-    from experiments.run.lit import create_model
     from experiments.run.meta import on_meta
+    from experiments.run.models import create_model
     from modules.toggles import InertToggleError, ToggleError
 
     model = dict(model)

@@ -1,4 +1,4 @@
-"""Datasets as in-memory uint8 tensors behind one LightningDataModule.
+"""Datasets as in-memory uint8 tensors: configuration, loaders, splits, batches, augmentation.
 
 Small vision datasets (Fashion-MNIST, CIFAR) fit in memory many times over, so they are loaded
 once as uint8 tensors, batches are sliced out of them without a per-sample Python loop, and the
@@ -7,7 +7,8 @@ tensor ops *after* the batch reached the model's device (``on_after_batch_transf
 
 Every dataset is chosen by name (``DataConfig.name``) and yields the same split shapes:
 a validation split carved from the official training split with a fixed seed, an optional
-balanced per-class training subset, and the official test split.
+balanced per-class training subset, and the official test split. Lightning is not imported
+here (spec checks use this file); the LightningDataModule is ``experiments.run.datamodule``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -392,74 +392,3 @@ def random_crop_flip(x: torch.Tensor, padding: int, flip: bool, generator=None) 
         mask = torch.rand(b, device=x.device, generator=generator) < 0.5
         x = torch.where(mask[:, None, None, None], x.flip(-1), x)
     return x
-
-
-# ----------------------------------------------------------------------------- module
-class ImageDataModule(L.LightningDataModule):
-    """One interface for every dataset: in-memory splits, device-side augmentation."""
-
-    def __init__(self, cfg: DataConfig | None = None, seed: int = 0, **overrides):
-        super().__init__()
-        cfg = cfg or DataConfig()
-        for k, v in overrides.items():
-            setattr(cfg, k, v)
-        if cfg.name not in LOADERS:
-            raise ValueError(f"data.name: unknown dataset {cfg.name!r}; allowed: {DATASETS}")
-        self.cfg, self.seed = cfg, seed
-        self.train = self.val = self.test = None
-        self.num_classes: int | None = None
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.train is not None:
-            return
-        cfg = self.cfg
-        train, test, self.num_classes = LOADERS[cfg.name](cfg)
-        check_splits(cfg, len(train))
-        train.x = adapt(train.x, cfg.img_size, cfg.channels)
-        test.x = adapt(test.x, cfg.img_size, cfg.channels)
-        self.train, self.val = carve(
-            train, resolve_val_size(cfg, len(train)), cfg.subset, cfg.split_seed, self.num_classes
-        )
-        if len(self.train) < cfg.batch_size:  # a per-class carve can leave fewer than asked
-            raise DataSplitError(
-                "subset",
-                f"the training split has {len(self.train)} images, fewer than one batch of "
-                f"{cfg.batch_size}",
-            )
-        self.test = test
-        mean, std = STATS[cfg.name]
-        ch = self.train.x.shape[1]
-        if len(mean) != ch:  # channels converted: average or repeat the statistics
-            mean, std = (sum(mean) / len(mean),) * ch, (sum(std) / len(std),) * ch
-        self.mean = torch.tensor(mean).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(std).view(1, -1, 1, 1) * 255
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.train.x.shape[1:])
-
-    def _epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else 0
-
-    def train_dataloader(self) -> TensorLoader:
-        epoch_fn = self._epoch if self.trainer is not None else None
-        return TensorLoader(
-            self.train, self.cfg.batch_size, shuffle=True, seed=self.seed, epoch_fn=epoch_fn
-        )
-
-    def val_dataloader(self) -> TensorLoader:
-        return TensorLoader(self.val, self.cfg.eval_batch_size, shuffle=False)
-
-    def test_dataloader(self) -> TensorLoader:
-        return TensorLoader(self.test, self.cfg.eval_batch_size, shuffle=False)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        mean, std = self.mean.to(x.device), self.std.to(x.device)
-        return (x.float() - mean) / std
-
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, y = batch
-        if self.trainer is not None and self.trainer.training:
-            # the global RNG: its state is part of the checkpoint (see lit.py)
-            x = random_crop_flip(x, self.cfg.crop_padding, self.cfg.flip)
-        return self.normalize(x), y

@@ -45,8 +45,8 @@ def _plain(value: Any) -> Any:
 
 @functools.lru_cache(maxsize=512)
 def _resolved_model(model_json: str, num_classes: int, in_chans: int, img_size: int) -> str:
-    from experiments.run.lit import create_model
     from experiments.run.meta import on_meta
+    from experiments.run.models import create_model
 
     model = json.loads(model_json)
     name = model.pop("name")
@@ -90,7 +90,7 @@ def _typed(obj) -> dict:
 def resolve(config: dict) -> dict:
     """``{"model", "data", "train"}`` as written -> the same with every default resolved."""
     from experiments.run.data import DataConfig, data_info, resolve_val_size
-    from experiments.run.lit import TrainConfig
+    from experiments.run.recipe import TrainConfig
 
     data = DataConfig(**config.get("data", {}))
     train = TrainConfig(**config.get("train", {}))

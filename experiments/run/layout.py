@@ -53,7 +53,7 @@ def probe_img_s(model: dict, batch: int, size: int, chans: int, classes: int, se
     """Training images per second of ``model`` in this process (after two warm-up steps)."""
     import torch
 
-    from experiments.run.lit import create_model
+    from experiments.run.models import create_model
     from experiments.tools.timing import step_seconds
 
     kwargs = dict(model)

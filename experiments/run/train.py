@@ -28,8 +28,10 @@ from experiments.run.cost import (
     inference_throughput,
     wall_clock,
 )
-from experiments.run.data import DataConfig, ImageDataModule
-from experiments.run.lit import ClassificationModule, DivergedError, TrainConfig
+from experiments.run.data import DataConfig
+from experiments.run.datamodule import ImageDataModule
+from experiments.run.lit import ClassificationModule, DivergedError
+from experiments.run.recipe import TrainConfig
 
 CHECKPOINT = "last.ckpt"
 CURVES = "epochs.jsonl"

@@ -36,7 +36,7 @@ from experiments.config.spec import SpecError
 from experiments.config.sweep_spec import PRUNERS, SAMPLERS, SweepSpec
 from experiments.run import queue
 from experiments.run.identity import run_id
-from experiments.run.lit import TrainConfig
+from experiments.run.recipe import TrainConfig
 
 TRIAL_ATTRS = (
     "status",

@@ -27,7 +27,8 @@ import timm
 import torch
 
 import modules  # noqa: F401
-from experiments.run.data import DataConfig, ImageDataModule, random_crop_flip
+from experiments.run.data import DataConfig, random_crop_flip
+from experiments.run.datamodule import ImageDataModule
 from experiments.run.store import atomic_write_csv, provenance, results_root
 from experiments.run.train import train_run
 from experiments.tools.timing import interleaved

@@ -1,0 +1,44 @@
+"""The recipe of a run (``train:`` in a grid spec) as a typed dataclass, free of Lightning so
+that spec checks and run ids do not import it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """The recipe of a run; every field is a key under ``train:`` in a grid spec."""
+
+    epochs: int = 3
+    # the budget in optimizer steps (None: whole epochs); epochs then follow from the dataset,
+    # ceil(steps / batches per epoch), the last one partial, so a small dataset still trains
+    steps: int | None = None
+    # at most this many epochs between validations; the last epoch is always validated (the
+    # interval used is the largest divisor of the epoch count not above this)
+    val_every: int = 1
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 0.5
+    min_lr_ratio: float = 0.01  # cosine decays to lr * min_lr_ratio
+    label_smoothing: float = 0.1
+    mixup: float = 0.0  # mixup alpha (0 = off)
+    cutmix: float = 0.0  # CutMix alpha (0 = off)
+    grad_clip: float | None = 5.0
+    ema_decay: float | None = None  # e.g. 0.999; evaluation then uses the EMA weights
+    drop_path: float = 0.0
+    precision: str = "auto"  # auto: bf16-mixed on GPU, 32-true on CPU
+    channels_last: str = "auto"  # auto: on for GPU, off on CPU; or "on"/"off"
+    compile: bool = False
+    deterministic: bool = False
+    accelerator: str = "auto"
+    limit_train_batches: float | int | None = None  # for smoke tests
+    # BatchNorm running statistics recomputed over this many training batches before every
+    # validation and the test (precise BN; 0 = off); models without BatchNorm are unaffected
+    precise_bn: int = 0
+    # a run whose final val top-1 is this many pp below its train top-1 is flagged "collapsed"
+    collapse_gap: float = 40.0
+    # how long inference throughput is timed after training (0 = not timed: grids take speed
+    # from `make bench`, measured in isolation, not from runs that share the machine)
+    bench_seconds: float = 1.0
+    inject_nan_at_step: int | None = None  # fault injection: turn the loss into NaN
