@@ -713,3 +713,11 @@ def test_default_networks_unchanged():
         torch.manual_seed(0)
         model = timm.create_model(name)
         assert sum(p.numel() for p in model.parameters()) == expected
+
+
+@pytest.mark.parametrize("shape", [(2, 49, 384), (3, 196, 768), (1, 4, 7)])
+def test_channel_attention_pooling_is_the_mean_bit_for_bit(shape):
+    from modules.layers.channel_attention import _pooled
+
+    rows = torch.randn(shape) * 3 + 1
+    assert torch.equal(_pooled(rows), rows.mean(1))
