@@ -28,17 +28,20 @@ import argparse
 import statistics
 from pathlib import Path
 
+import pandas as pd
 import timm
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 import modules  # noqa: F401  (registers our models)
+from experiments.run.store import atomic_write_csv, provenance, results_root
 from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
+    merge_setting_rows,
 )
-from experiments.tools.timing import interleaved, train_step
+from experiments.tools.timing import clock_name, interleaved, train_step
 from modules.efficientmod import load_official_efficientmod
 
 OFFICIAL_NAMES = {
@@ -154,6 +157,24 @@ def main(argv=None) -> None:
         f"(min {min(ratios):.3f}, max {max(ratios):.3f}); "
         f"best/best {max(speed['ours']) / max(speed['official']):.3f}"
     )
+
+    table = pd.DataFrame(
+        {
+            "variant": f"efficientmod_{args.variant}",
+            "input": f"3x{args.img_size}",
+            "batch": args.batch_size,
+            "broadcast": args.broadcast,
+            "repeat": range(args.repeats),
+            "ours_img_s": speed["ours"],
+            "official_img_s": speed["official"],
+            "ratio": ratios,
+            "logit_diff": diffs[args.broadcast],
+            "clock": clock_name(x),
+        }
+    ).assign(**provenance())  # with the thread count
+    path = results_root() / "bench" / "official_efficientmod.csv"
+    setting = ["variant", "input", "batch", "broadcast", "threads"]
+    atomic_write_csv(merge_setting_rows(path, table, setting), path)
 
     # 3. share of the step in layout copies (profiler overhead inflates small ops alike)
     for k, m in models.items():

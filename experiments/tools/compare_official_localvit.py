@@ -41,6 +41,7 @@ from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
+    merge_setting_rows,
 )
 from experiments.tools.timing import clock_name, interleaved
 from modules.localvit_checkpoint import load_official_localvit
@@ -129,13 +130,7 @@ def main(argv=None) -> None:
         **provenance(),  # with the thread count
     )
     path = results_root() / "bench" / "official_localvit.csv"
-    if path.exists():  # keep the figures of the other settings
-        old = pd.read_csv(path)
-        if "patch" not in old:
-            old["patch"] = 4  # the only setting measured before the column existed
-        setting = ["input", "patch", "batch", "threads"]
-        same = old[setting].apply(tuple, axis=1).isin(table[setting].apply(tuple, axis=1))
-        table = pd.concat([old[~same], table], ignore_index=True)
+    table = merge_setting_rows(path, table, ["input", "patch", "batch", "threads"])
     atomic_write_csv(table, path)
 
 
