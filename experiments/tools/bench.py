@@ -8,6 +8,9 @@ machine cancels out as far as it can:
   the same model and the same in-memory tensors.
 - ``models``: training-step throughput of each variant divided by its baseline at the quick
   profile's input (localvit_micro / deit_micro, ...).
+- ``small-map``: training-step throughput of models whose convs pad explicitly on maps
+  smaller than the kernel (``modules.layers.small_map_conv``) over the same models with plain
+  ``nn.Conv2d``, same weights.
 - ``mfu``, ``overhead``, ``layout``: how much of the machine a run uses
   (``experiments.tools.efficiency``): MFU of every micro model's training step, the fixed
   overhead of a pilot- and a quick-profile run, and the workers x threads layouts.
@@ -31,7 +34,7 @@ from experiments.run.data import DataConfig, random_crop_flip
 from experiments.run.datamodule import ImageDataModule
 from experiments.run.store import atomic_write_csv, provenance, results_root
 from experiments.run.train import train_run
-from experiments.tools.timing import interleaved
+from experiments.tools.timing import clock_name, interleaved
 
 TINY_32PX = {"img_size": 32, "patch_size": 4, "in_chans": 3}
 # (variant, baseline, toggles for both, toggles for the variant only)
@@ -151,6 +154,41 @@ def bench_models(repeats: int, batch: int, steps: int, pairs=MODEL_PAIRS) -> pd.
     return pd.DataFrame(rows)
 
 
+# (model, its keywords, input channels and size): maps smaller than a depth-wise kernel
+SMALL_MAP_MODELS = [
+    ("efficientmod_micro", {}, 1, 28),  # 7x7 kernels on the 4x4 maps of stages 3 and 4
+    ("efficientmod_micro", {"attention": True}, 1, 28),
+    ("efficientmod_micro", {}, 3, 32),
+    ("localvit_tiny", {"img_size": 32}, 3, 32),  # patch 16: a 2x2 map under 3x3 kernels
+]
+
+
+def bench_small_map(repeats: int, batch: int, steps: int) -> pd.DataFrame:
+    """img/s with ``SmallMapConv2d`` over the same model with plain ``nn.Conv2d``."""
+    import copy
+
+    from modules.layers.small_map_conv import SmallMapConv2d
+
+    rows = []
+    for name, kwargs, chans, size in SMALL_MAP_MODELS:
+        ours = timm.create_model(name, num_classes=10, in_chans=chans, **kwargs)
+        plain = copy.deepcopy(ours)
+        for m in plain.modules():
+            if type(m) is SmallMapConv2d:
+                m.__class__ = torch.nn.Conv2d
+        x = torch.randn(batch, chans, size, size).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (batch,))
+        speed = interleaved({"small_map": ours, "conv2d": plain}, x, y, repeats, steps)
+        toggles = " ".join(f"{k}={v}" for k, v in kwargs.items())
+        for a, b in zip(speed["small_map"], speed["conv2d"], strict=True):
+            rows.append({"model": name, "toggles": toggles, "input": f"{chans}x{size}",
+                         "batch": batch, "threads": torch.get_num_threads(), "clock": clock_name(x),
+                         "small_map_img_s": a, "conv2d_img_s": b, "ratio": a / b})  # fmt: skip
+        ratio = statistics.median(r["ratio"] for r in rows[-repeats:])
+        print(f"{name} {toggles} {chans}x{size}: SmallMapConv2d / Conv2d {ratio:.3f}", flush=True)
+    return pd.DataFrame(rows)
+
+
 def _build(name: str, kw: dict, extra: dict) -> torch.nn.Module:
     """``img_size`` goes to the ViTs only (the convolutional models take any size)."""
     takes_size = name.startswith(("deit", "localvit"))
@@ -162,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments bench", description=__doc__)
     p.add_argument(
         "--only",
-        choices=("loop", "models", "mfu", "overhead", "overhead-runs", "layout"),
+        choices=("loop", "models", "small-map", "mfu", "overhead", "overhead-runs", "layout"),
         default=None,
         help="one figure; overhead-runs reads the finished runs' tables only (no training)",
     )
@@ -175,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads",
         type=lambda text: tuple(int(t) for t in text.split(",")),
         default=None,
-        help="thread counts of the MFU figure, e.g. 1 or 1,2 (default: 1 and all cores)",
+        help="thread counts of the MFU and small-map figures, e.g. 1 or 1,2 (default: 1 and all)",
     )
     p.add_argument("--results", default=None, help="results folder (default results/)")
     args = p.parse_args(argv)
@@ -197,6 +235,15 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_csv(df, Path(out) / "models.csv")
         keys = ["variant", "variant_toggles", "baseline", "input"]
         print(df.groupby(keys)["ratio"].median().to_string())
+    if args.only in (None, "small-map"):
+        saved, parts = torch.get_num_threads(), []
+        try:
+            for n in args.threads or (1, saved):
+                torch.set_num_threads(n)
+                parts.append(bench_small_map(args.repeats, 64, 3))
+        finally:
+            torch.set_num_threads(saved)
+        atomic_write_csv(stamped(pd.concat(parts, ignore_index=True)), out / "small_map_conv.csv")
     from experiments.tools import efficiency
 
     if args.only in (None, "mfu"):
