@@ -107,3 +107,43 @@ def test_overhead_runs_reads_the_tables_and_trains_nothing(tmp_path):
     assert sorted(p.name for p in (results / "bench").iterdir()) == ["overhead_runs.csv"]
     table = pd.read_csv(results / "bench" / "overhead_runs.csv")
     assert set(table["paper"]) == {"efficientmod", "localvit"} and (table["runs"] > 0).all()
+
+
+def test_bench_small_map_times_both_convs_on_the_same_weights(monkeypatch):
+    import torch
+
+    from experiments.tools import bench
+    from modules.layers.small_map_conv import SmallMapConv2d
+
+    seen = []
+
+    def fake_interleaved(models, x, y, repeats, steps):
+        ours, plain = models["small_map"], models["conv2d"]
+        seen.append(
+            (
+                any(type(m) is SmallMapConv2d for m in ours.modules()),
+                any(type(m) is SmallMapConv2d for m in plain.modules()),
+                all(
+                    torch.equal(a, b)
+                    for a, b in zip(ours.parameters(), plain.parameters(), strict=True)
+                ),
+            )
+        )
+        return {"small_map": [2.0] * repeats, "conv2d": [1.0] * repeats}
+
+    monkeypatch.setattr(bench, "interleaved", fake_interleaved)
+    df = bench.bench_small_map(repeats=2, batch=2, steps=1)
+    assert seen == [(True, False, True)] * len(bench.SMALL_MAP_MODELS)
+    assert len(df) == 2 * len(bench.SMALL_MAP_MODELS) and (df["ratio"] == 2.0).all()
+
+
+def test_provenance_keeps_a_figures_own_thread_count(tmp_path, monkeypatch):
+    from experiments.tools import bench, efficiency
+
+    monkeypatch.setattr(
+        efficiency, "bench_mfu", lambda threads=None: pd.DataFrame([{"model": "m", "threads": 1}])
+    )
+    monkeypatch.setattr(bench, "provenance", lambda: {"threads": 99, "git_sha": "x"})
+    bench.main(["--only", "mfu", "--threads", "1", "--results", str(tmp_path)])
+    df = pd.read_csv(tmp_path / "bench" / "mfu.csv")
+    assert df["threads"].tolist() == [1] and df["git_sha"].tolist() == ["x"]
