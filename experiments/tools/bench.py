@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "small-map"):
         saved, parts = torch.get_num_threads(), []
         try:
-            for n in args.threads or (1, saved):
+            for n in args.threads or sorted({1, saved}):
                 torch.set_num_threads(n)
                 parts.append(bench_small_map(args.repeats, 64, 3))
         finally:
