@@ -335,3 +335,18 @@ def test_a_renamed_preset_relabels_finished_runs(workspace):
     }
     epochs = pd.read_csv(workspace / "results" / "test" / "tiny.epochs.csv")
     assert set(epochs["cell"]) == {"arm=deep", "arm=one_block"}
+
+
+def test_progress_line_counts_runs_an_earlier_round_left_in_the_queue(monkeypatch):
+    """A campaign restarted mid seed round drains the round's runs with the first batch: the
+    line must not read 30/18 with a negative ETA."""
+    import time
+    from types import SimpleNamespace
+
+    from experiments.run import runner
+
+    counts = {"done": 30, "diverged": 0, "failed": 0, "running": 2, "waiting": 4, "pending": 0}
+    monkeypatch.setattr(runner.queue, "counts", lambda study: counts)
+    line = runner._grid_line(SimpleNamespace(name="g"), None, 18, time.time() - 60, 20)
+    assert "runs done 30/36," in line
+    assert float(line.split("ETA ")[1].split(" ")[0]) > 0

@@ -145,6 +145,8 @@ def work(
 
 def _grid_line(spec: GridSpec, study: optuna.Study, total: int, started: float, done0: int) -> str:
     c = queue.counts(study)
+    # the queue may also hold runs an interrupted earlier invocation enqueued (a seed round)
+    total = max(total, sum(c[k] for k in ("done", "failed", "running", "waiting", "pending")))
     finished = c["done"] + c["failed"]
     rate = (finished - done0) / max(1e-9, time.time() - started)
     left = total - finished
