@@ -147,3 +147,35 @@ def test_provenance_keeps_a_figures_own_thread_count(tmp_path, monkeypatch):
     bench.main(["--only", "mfu", "--threads", "1", "--results", str(tmp_path)])
     df = pd.read_csv(tmp_path / "bench" / "mfu.csv")
     assert df["threads"].tolist() == [1] and df["git_sha"].tolist() == ["x"]
+
+
+def test_kernel_shares_split_the_step_into_dense_and_the_rest():
+    import torch
+
+    from experiments.tools.op_shares import ceiling_rows, kernel_shares
+
+    torch.manual_seed(0)
+    dense = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    # the same matmul with a long elementwise tail: more time outside dense kernels
+    tail = [torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10)]
+    tail += [torch.nn.GELU() for _ in range(30)]
+    heavy = torch.nn.Sequential(*tail)
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    shares = kernel_shares(dense, x, y, steps=2)
+    assert shares["dense_s"] > 0 and shares["other_s"] > 0
+    assert abs(shares["dense_s"] + shares["other_s"] - shares["step_s"]) < 1e-9
+    assert kernel_shares(heavy, x, y, steps=2)["dense_share"] < shares["dense_share"]
+    rows = ceiling_rows({"variant": "toy"}, dense, heavy, x, y, steps=2)
+    by_impl = {r["impl"]: r for r in rows}
+    assert set(by_impl) == {"ours", "official"}
+    ceiling = by_impl["official"]["step_s"] / by_impl["ours"]["dense_s"]
+    assert by_impl["ours"]["ceiling_ours_over_official"] == pytest.approx(ceiling)
+
+
+@pytest.mark.slow
+def test_bench_compile_times_the_compiled_and_the_eager_model():
+    from experiments.tools.bench import bench_compile
+
+    df = bench_compile(repeats=2, batch=4, steps=1, models=["deit_micro"])
+    assert len(df) == 2 and (df["compile_s"] > 0).all()
+    assert (df["ratio"] - df["compiled_img_s"] / df["eager_img_s"]).abs().max() < 1e-9

@@ -11,6 +11,9 @@ machine cancels out as far as it can:
 - ``small-map``: training-step throughput of models whose convs pad explicitly on maps
   smaller than the kernel (``modules.layers.small_map_conv``) over the same models with plain
   ``nn.Conv2d``, same weights.
+- ``compile``: training-step throughput of every micro model under ``torch.compile``
+  (inductor) over the same model in eager mode, same weights, with the compile time; on CPU
+  this decides whether ``train.compile`` is worth turning on for a run.
 - ``mfu``, ``overhead``, ``layout``: how much of the machine a run uses
   (``experiments.tools.efficiency``): MFU of every micro model's training step, the fixed
   overhead of a pilot- and a quick-profile run, and the workers x threads layouts.
@@ -189,6 +192,32 @@ def bench_small_map(repeats: int, batch: int, steps: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def bench_compile(repeats: int, batch: int, steps: int, models=None) -> pd.DataFrame:
+    """img/s of ``torch.compile(model)`` over the eager model (the same module, so the same
+    weights), at the quick profile's input; the first compiled step's wall time is the compile
+    cost a run pays once (plus once more for evaluation, which changes the graph)."""
+    from experiments.tools.efficiency import INPUT, MICRO_MODELS
+    from experiments.tools.timing import adamw, train_step
+
+    rows = []
+    for name in models or MICRO_MODELS:
+        eager = timm.create_model(name, num_classes=10, in_chans=INPUT[0]).train()
+        compiled = torch.compile(eager)
+        x, y = torch.randn(batch, *INPUT), torch.randint(0, 10, (batch,))
+        start = time.perf_counter()
+        train_step(compiled, adamw(compiled), x, y)
+        compile_s = time.perf_counter() - start
+        speed = interleaved({"compiled": compiled, "eager": eager}, x, y, repeats, steps)
+        for a, b in zip(speed["compiled"], speed["eager"], strict=True):
+            rows.append({"model": name, "input": "x".join(map(str, INPUT)), "batch": batch,
+                         "threads": torch.get_num_threads(), "clock": clock_name(x),
+                         "compile_s": compile_s, "compiled_img_s": a, "eager_img_s": b,
+                         "ratio": a / b})  # fmt: skip
+        ratio = statistics.median(r["ratio"] for r in rows[-repeats:])
+        print(f"{name}: compiled / eager {ratio:.3f}, compile {compile_s:.0f} s", flush=True)
+    return pd.DataFrame(rows)
+
+
 def _build(name: str, kw: dict, extra: dict) -> torch.nn.Module:
     """``img_size`` goes to the ViTs only (the convolutional models take any size)."""
     takes_size = name.startswith(("deit", "localvit"))
@@ -200,7 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m experiments bench", description=__doc__)
     p.add_argument(
         "--only",
-        choices=("loop", "models", "small-map", "mfu", "overhead", "overhead-runs", "layout"),
+        choices=(
+            "loop",
+            "models",
+            "small-map",
+            "compile",
+            "mfu",
+            "overhead",
+            "overhead-runs",
+            "layout",
+        ),
         default=None,
         help="one figure; overhead-runs reads the finished runs' tables only (no training)",
     )
@@ -244,6 +282,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             torch.set_num_threads(saved)
         atomic_write_csv(stamped(pd.concat(parts, ignore_index=True)), out / "small_map_conv.csv")
+    if args.only == "compile":  # minutes of compiling: only on request
+        saved = torch.get_num_threads()
+        try:
+            torch.set_num_threads((args.threads or (1,))[0])
+            df = bench_compile(args.repeats, 64, 5)
+        finally:
+            torch.set_num_threads(saved)
+        atomic_write_csv(stamped(df), out / "compile.csv")
     from experiments.tools import efficiency
 
     if args.only in (None, "mfu"):

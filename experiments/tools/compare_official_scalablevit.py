@@ -18,9 +18,12 @@ checkout of Yangr116/ScalableViT (kept out of the repository) and
    no padding is involved. Same logit check;
 3. times a training step (forward, cross-entropy, backward, AdamW) of ours and the official
    network interleaved over repeats, at 224 px (S by default) and at the micro size, and
-   prints the ratio ours/official (> 1: ours is faster).
+   prints the ratio ours/official (> 1: ours is faster);
+4. with ``--op-shares``, splits both training steps into dense kernels (matmuls, convolutions,
+   fused attention) and the rest (``experiments.tools.op_shares``), which gives the ceiling of
+   ours / official for an implementation that keeps the network's arithmetic.
 
-Rows go to ``results/bench/official_scalablevit.csv``.
+Rows go to ``results/bench/official_scalablevit.csv`` (and ``official_scalablevit_ops.csv``).
 
 Usage (the checkout in the git-ignored ``.official/``)::
 
@@ -48,6 +51,7 @@ from experiments.tools.official_source import (
     apply_timing_arguments,
     import_official_file,
 )
+from experiments.tools.op_shares import ceiling_rows
 from experiments.tools.timing import interleaved
 from modules.scalablevit import MICRO
 from modules.scalablevit_checkpoint import checkpoint_filter_fn
@@ -159,13 +163,16 @@ def main(argv=None) -> None:
     parser.add_argument("--micro-size", type=int, default=32)
     parser.add_argument("--batch-micro", type=int, default=64)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--op-shares", action="store_true", help="profile both steps: the speed-up's ceiling"
+    )
     add_timing_arguments(parser, steps=2)
     args = parser.parse_args(argv)
     apply_timing_arguments(args)
     dev = torch.device(args.device)
     off = import_official(args.official_repo)
     print(f"threads {torch.get_num_threads()}  torch {torch.__version__}  timm {timm.__version__}")
-    rows = []
+    rows, op_rows = [], []
 
     def record(variant, size, ours, official, diff, speed=None, batch=0):
         base = dict(
@@ -206,6 +213,9 @@ def main(argv=None) -> None:
             speed = interleaved(
                 {"ours": ours, "official": official}, x, y, args.repeats, args.steps
             )
+            if args.op_shares:
+                setting = {"variant": f"scalablevit_{v}", "input": "3x224", "batch": len(x)}
+                op_rows += ceiling_rows(setting, ours, official, x, y)
         record(f"scalablevit_{v}", 224, ours, official, diff, speed, args.batch_224)
         del official, ours
 
@@ -218,6 +228,11 @@ def main(argv=None) -> None:
     y = torch.randint(0, 10, (args.batch_micro,), device=dev)
     speed = interleaved({"ours": ours, "official": official}, x, y, args.repeats, args.steps * 5)
     record("scalablevit_micro", size, ours, official, diff, speed, args.batch_micro)
+    if args.op_shares:
+        setting = {"variant": "scalablevit_micro", "input": f"3x{size}", "batch": len(x)}
+        op_rows += ceiling_rows(setting, ours, official, x, y, steps=10)
+        ops = pd.DataFrame(op_rows).assign(**provenance())
+        atomic_write_csv(ops, results_root() / "bench" / "official_scalablevit_ops.csv")
 
     table = pd.DataFrame(rows).assign(**provenance())
     atomic_write_csv(table, results_root() / "bench" / "official_scalablevit.csv")
