@@ -179,3 +179,13 @@ def test_bench_compile_times_the_compiled_and_the_eager_model():
     df = bench_compile(repeats=2, batch=4, steps=1, models=["deit_micro"])
     assert len(df) == 2 and (df["compile_s"] > 0).all()
     assert (df["ratio"] - df["compiled_img_s"] / df["eager_img_s"]).abs().max() < 1e-9
+
+
+def test_bench_eval_batch_marks_the_fastest_batch():
+    from experiments.tools.bench import bench_eval_batch
+
+    df = bench_eval_batch(batches=(4, 8), seconds=0.05, models=["deit_micro"])
+    assert df["batch"].tolist() == [4, 8] and df["fastest"].sum() == 1
+    fastest = df.loc[df["fastest"], "infer_img_s"].item()
+    assert fastest == df["infer_img_s"].max()
+    assert (df["vs_fastest"] - df["infer_img_s"] / fastest).abs().max() < 1e-12

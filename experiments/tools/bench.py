@@ -14,6 +14,8 @@ machine cancels out as far as it can:
 - ``compile``: training-step throughput of every micro model under ``torch.compile``
   (inductor) over the same model in eager mode, same weights, with the compile time; on CPU
   this decides whether ``train.compile`` is worth turning on for a run.
+- ``eval-batch``: inference throughput (``torch.inference_mode``, as Lightning's validation
+  and test) of every micro model at several batch sizes: the profiles' ``eval_batch_size``.
 - ``mfu``, ``overhead``, ``layout``: how much of the machine a run uses
   (``experiments.tools.efficiency``): MFU of every micro model's training step, the fixed
   overhead of a pilot- and a quick-profile run, and the workers x threads layouts.
@@ -37,7 +39,7 @@ from experiments.run.data import DataConfig, random_crop_flip
 from experiments.run.datamodule import ImageDataModule
 from experiments.run.store import atomic_write_csv, provenance, results_root
 from experiments.run.train import train_run
-from experiments.tools.timing import clock_name, interleaved
+from experiments.tools.timing import clock, clock_name, interleaved
 
 TINY_32PX = {"img_size": 32, "patch_size": 4, "in_chans": 3}
 # (variant, baseline, toggles for both, toggles for the variant only)
@@ -218,6 +220,36 @@ def bench_compile(repeats: int, batch: int, steps: int, models=None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def bench_eval_batch(batches=(64, 128, 256, 512, 1000), seconds: float = 2.0, models=None):
+    """Evaluation img/s per batch size: on a CPU the largest batch is not the fastest (its
+    activations outgrow the caches), so the profiles take the fastest."""
+    from experiments.tools.efficiency import INPUT, MICRO_MODELS
+
+    rows = []
+    for name in models or MICRO_MODELS:
+        net = timm.create_model(name, num_classes=10, in_chans=INPUT[0]).eval()
+        speeds = {}
+        for batch in batches:
+            x = torch.randn(batch, *INPUT)
+            now = clock(x)
+            with torch.inference_mode():
+                net(x)
+                count, start = 0, now()
+                while now() - start < seconds:
+                    net(x)
+                    count += 1
+                speeds[batch] = count * batch / (now() - start)
+        best = max(speeds, key=speeds.get)
+        for batch, img_s in speeds.items():
+            rows.append({"model": name, "input": "x".join(map(str, INPUT)), "batch": batch,
+                         "threads": torch.get_num_threads(), "clock": clock_name(),
+                         "infer_img_s": img_s, "vs_fastest": img_s / speeds[best],
+                         "fastest": batch == best})  # fmt: skip
+        figures = ", ".join(f"{b}: {v:.0f}" for b, v in speeds.items())
+        print(f"{name} eval img/s by batch: {figures}; fastest {best}", flush=True)
+    return pd.DataFrame(rows)
+
+
 def _build(name: str, kw: dict, extra: dict) -> torch.nn.Module:
     """``img_size`` goes to the ViTs only (the convolutional models take any size)."""
     takes_size = name.startswith(("deit", "localvit"))
@@ -234,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             "models",
             "small-map",
             "compile",
+            "eval-batch",
             "mfu",
             "overhead",
             "overhead-runs",
@@ -290,6 +323,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             torch.set_num_threads(saved)
         atomic_write_csv(stamped(df), out / "compile.csv")
+    if args.only in (None, "eval-batch"):
+        saved = torch.get_num_threads()
+        try:
+            torch.set_num_threads((args.threads or (1,))[0])
+            df = bench_eval_batch()
+        finally:
+            torch.set_num_threads(saved)
+        atomic_write_csv(stamped(df), out / "eval_batch.csv")
     from experiments.tools import efficiency
 
     if args.only in (None, "mfu"):
