@@ -141,8 +141,13 @@ def _grid_parsers(sub) -> None:
     p.add_argument("--results", default=None, help="results folder (default results/)")
     p.add_argument("--no-progress", action="store_true", help="hide the per-run progress bar")
 
-    p = sub.add_parser("worker", help="one worker: drain a study's queue, then stop")
-    p.add_argument("--study", required=True, help="study name, <paper>/<table>@<profile>")
+    p = sub.add_parser("worker", help="one worker: drain the studies' queues in order, then stop")
+    p.add_argument(
+        "--study",
+        action="append",
+        required=True,
+        help="study name, <paper>/<table>@<profile>; repeat it to drain several in order",
+    )
     p.add_argument("--storage", default=None, help="Optuna storage URL or journal file")
     p.add_argument("--results", default=None, help="results folder (default results/)")
     p.add_argument("--no-progress", action="store_true", help="hide the per-run progress bar")
@@ -238,8 +243,10 @@ def cmd_worker(args) -> int:
     from experiments.run.workers import set_worker_threads
 
     set_worker_threads()
-    grid, _, profile = args.study.rpartition("@")
-    n = work(grid, profile, args.storage, not args.no_progress, args.results)
+    n = 0
+    for study in args.study:  # a campaign's grids: the next one when this one has nothing left
+        grid, _, profile = study.rpartition("@")
+        n += work(grid, profile, args.storage, not args.no_progress, args.results)
     print(f"worker {os.getpid()}: {n} run(s), queue empty", flush=True)
     return 0
 

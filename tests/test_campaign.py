@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 from test_seeds import GRID
@@ -19,27 +21,84 @@ def _paper(workspace, names=("a", "b")):
 
 
 def test_rounds_go_breadth_first_and_stop_when_nothing_is_trained(workspace, monkeypatch):
-    """A fake grid trains one more run per round for its first two rounds, then nothing."""
-    calls, rounds = [], {"p/a": 0, "p/b": 0}
+    """Grid a trains a round in each of two passes, grid b in one (after a round it finds in
+    the tables); each batch is one drain over the grids with work, then nothing is open."""
+    trains = {"p/a": [1, 1, 0], "p/b": [0, 1, 0]}  # per round: runs enqueued (0: in the tables)
+    open_rounds = {"p/a": 2, "p/b": 2}
+    drained, planned = [], []
 
-    def fake_run_grid(path, profile, *, claims_only, max_rounds, results_dir, **_):
-        grid = f"p/{path.stem}"
-        calls.append((grid, max_rounds))
-        assert claims_only
-        if max_rounds == 1 and rounds[grid] < 2:
-            rounds[grid] += 1
-        table = workspace / "results" / f"{grid}.csv"
-        pd.DataFrame({"run_id": [f"{grid}-{i}" for i in range(2 + rounds[grid])]}).to_csv(
-            table, index=False
-        )
+    def fake_prepare(path, profile, storage, seeds, results_dir, claims_only):
+        assert claims_only and seeds is None
+        job = SimpleNamespace(spec=SimpleNamespace(name=f"p/{path.stem}"), added=4, rounds=0)
+        return job
 
-    (workspace / "results" / "p").mkdir(parents=True)
-    monkeypatch.setattr(campaign, "run_grid", fake_run_grid)
-    passes = campaign.run_campaign("p", "quick", ablations_dir=_paper(workspace))
+    def fake_next_round(job, storage, results_dir):
+        grid = job.spec.name
+        if job.rounds >= open_rounds[grid]:
+            return False
+        job.added = trains[grid][job.rounds]
+        job.rounds += 1
+        planned.append(grid)
+        return True
+
+    def fake_drain(jobs, workers, storage, progress, results_dir):
+        assert workers == 2  # asked once, for every drain
+        drained.append([j.spec.name for j in jobs])
+
+    monkeypatch.setattr(campaign, "prepare", fake_prepare)
+    monkeypatch.setattr(campaign, "next_round", fake_next_round)
+    monkeypatch.setattr(campaign, "drain", fake_drain)
+    monkeypatch.setattr(campaign, "finish", lambda job, results_dir: None)
+    passes = campaign.run_campaign("p", "quick", workers=2, ablations_dir=_paper(workspace))
+    assert drained == [["p/a", "p/b"], ["p/a", "p/b"], ["p/a"]]
     assert passes == 2
-    first, *rest = [calls[i : i + 2] for i in range(0, len(calls), 2)]
-    assert first == [("p/a", 0), ("p/b", 0)]  # the first batch of every grid, no rounds
-    assert rest == [[("p/a", 1), ("p/b", 1)]] * 3  # two passes that trained, one that did not
+    # b's first round was all in the tables: walked through, then its second round planned
+    assert planned == ["p/a", "p/b", "p/b", "p/a"]
+
+
+def test_auto_workers_are_measured_once_and_only_when_runs_wait(workspace, monkeypatch):
+    """A resumed campaign whose first batch is done measures the layout at the first round."""
+    asked = []
+
+    def fake_prepare(path, profile, storage, seeds, results_dir, claims_only):
+        return SimpleNamespace(spec=SimpleNamespace(name=f"p/{path.stem}"), added=0, rounds=0)
+
+    def fake_next_round(job, storage, results_dir):
+        if job.rounds:
+            return False
+        job.rounds, job.added = 1, 3
+        return True
+
+    workers_seen = []
+    monkeypatch.setattr(campaign, "prepare", fake_prepare)
+    monkeypatch.setattr(campaign, "next_round", fake_next_round)
+    monkeypatch.setattr(
+        campaign, "choose_workers", lambda spec, profile, w, pending: asked.append(pending) or 2
+    )
+    monkeypatch.setattr(campaign, "drain", lambda jobs, w, *a: workers_seen.append(w))
+    monkeypatch.setattr(campaign, "finish", lambda job, results_dir: None)
+    campaign.run_campaign("p", "quick", workers="auto", ablations_dir=_paper(workspace))
+    assert workers_seen == [1, 2]  # nothing waiting: no measurement; then 6 runs waiting
+    assert asked == [6]
+
+
+def test_a_worker_drains_its_studies_in_order(workspace):
+    """``worker --study A --study B``: what a campaign's workers run; both grids get done."""
+    from experiments.__main__ import main
+
+    folder = _paper(workspace)
+    jobs = [
+        runner.prepare(folder / "p" / f"{n}.yaml", "quick", seeds=1, claims_only=True)
+        for n in ("a", "b")
+    ]
+    assert [j.added for j in jobs] == [2, 2]  # the claim cells, one seed
+    argv = ["worker", "--no-progress"]
+    for job in jobs:
+        argv += ["--study", job.study_name]
+    assert main(argv) == 0
+    for name in ("a", "b"):
+        table = pd.read_csv(workspace / "results" / "p" / f"{name}.csv")
+        assert len(table) == 2 and (table["status"] == "ok").all()
 
 
 def test_an_unknown_paper_names_the_allowed_ones(workspace):

@@ -2,32 +2,36 @@
 
 Why breadth first: a grid that runs its seed rounds to the cap before the next grid starts
 spends a sitting on one claim while the paper's others wait at their first batch. Here every
-grid of the paper gets its first batch of seeds (claim cells only), then each grid in turn gets
-one more round for its open claims, and the passes repeat until no grid has a claim left open
-(decided, precise or at the cap: ``experiments.run.seeds``). Everything it trains is in the
-tables as it finishes, so an interrupted campaign resumes with the same command.
+grid of the paper gets its first batch of seeds (claim cells only), then each grid with a claim
+still open gets one more round, and the passes repeat until no grid has a claim left open
+(decided, precise or at the cap: ``experiments.run.seeds``). Each batch is one queue per grid
+drained by one set of workers that move on to the next grid's queue when theirs is empty, so
+no core idles at the end of a grid (a grid of 3 runs on 2 workers used to leave one core
+waiting for the third). Everything it trains is in the tables as it finishes, so an
+interrupted campaign resumes with the same command.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
-from experiments.config.spec import SpecError, find_specs, load_spec
-from experiments.run import store
-from experiments.run.runner import run_grid
+from experiments.config.spec import SpecError, find_specs
+from experiments.run.runner import GridJob, choose_workers, drain, finish, next_round, prepare
 
 ABLATIONS = Path(__file__).resolve().parents[2] / "ablations"
 
 
-def _finished(specs: list[Path], profile: str, results_dir: Path | None) -> int:
-    """Rows in the paper's tables at this profile (each finished run of each grid)."""
-    n = 0
-    for path in specs:
-        grid = load_spec(path, build_models=False).name
-        table, _ = store.result_paths(grid, profile, results_dir)
-        if table.exists():
-            n += len(store.read_table(table))
-    return n
+def _plan_pass(jobs: list[GridJob], storage, results_dir) -> list[GridJob]:
+    """The next round of every grid that has a claim open; a round whose runs are all in the
+    results tables already is walked through (it trains nothing) and the grid plans again."""
+    active = []
+    for job in jobs:
+        while next_round(job, storage, results_dir):
+            if job.added:
+                active.append(job)
+                break
+    return active
 
 
 def run_campaign(
@@ -45,17 +49,28 @@ def run_campaign(
     if not specs:
         papers = sorted(p.name for p in root.iterdir() if p.is_dir() and find_specs(p))
         raise SpecError(root / paper, "paper", f"no grid specs; allowed: {', '.join(papers)}")
-    kwargs = dict(workers=workers, storage=storage, progress=progress, results_dir=results_dir)
-    for path in specs:  # the first batch of seeds, claim cells only
-        run_grid(path, profile, claims_only=True, max_rounds=0, **kwargs)
+    # the first batch of seeds, claim cells only, of every grid
+    jobs = [prepare(path, profile, storage, None, results_dir, claims_only=True) for path in specs]
+    chosen: int | None = None
+
+    def drain_all(batch: list[GridJob]) -> None:
+        nonlocal chosen
+        pending = sum(j.added for j in batch)
+        if chosen is None and (workers != "auto" or pending > 1):  # measured once, when it counts
+            chosen = choose_workers(batch[0].spec, profile, workers, pending)
+        drain(batch, chosen or 1, storage, progress, results_dir)
+
     passes = 0
-    while True:
-        before = _finished(specs, profile, results_dir)
-        for path in specs:
-            run_grid(path, profile, claims_only=True, max_rounds=1, **kwargs)
-        if _finished(specs, profile, results_dir) == before:
-            break
-        passes += 1
-        print(f"[{paper}] campaign pass {passes} done", flush=True)
+    try:
+        drain_all(jobs)
+        while active := _plan_pass(jobs, storage, results_dir):
+            drain_all(active)
+            passes += 1
+            print(f"[{paper}] campaign pass {passes} done", flush=True)
+    except KeyboardInterrupt:
+        print(f"\n[{paper}] interrupted; rerun the same command to continue.", file=sys.stderr)
+        raise
+    for job in jobs:
+        finish(job, results_dir)
     print(f"[{paper}] campaign: every claim decided, precise or at the seed cap", flush=True)
     return passes

@@ -3,7 +3,9 @@
 ``run_grid`` is what ``make ablation-<paper>-<table>`` calls. It validates the spec, enqueues
 each run (skipping finished ones), then either works the queue in this process (one worker,
 with a progress bar per run) or starts ``workers`` worker processes and shows a grid-level
-display. ``work`` is one worker: it takes waiting trials until none is left. A run that raises
+display. Its steps (``prepare``, ``drain``, ``next_round``, ``finish``) take several grids at
+once too: a campaign drains all of a paper's grids with one set of workers, so no core waits
+for the last run of one grid before the next grid starts. ``work`` is one worker: it takes waiting trials until none is left. A run that raises
 is stored as ``failed`` and the worker goes on; a NaN loss is stored as ``diverged``; Ctrl-C
 marks the run failed (so the next ``run`` re-enqueues it and it resumes from its checkpoint).
 """
@@ -15,6 +17,7 @@ import sys
 import time
 import traceback
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -23,7 +26,7 @@ from optuna.trial import TrialState
 
 from experiments.config.spec import DEFAULT_PROFILE, GridSpec, load_spec
 from experiments.run import queue, store
-from experiments.run.seeds import next_seeds
+from experiments.run.seeds import SeedPolicy, next_seeds
 from experiments.run.workers import start_workers
 
 
@@ -158,26 +161,34 @@ def _grid_line(spec: GridSpec, study: optuna.Study, total: int, started: float, 
     )
 
 
-def _drain(spec: GridSpec, study, profile, workers, storage, progress, results_dir, total) -> None:
-    """Work the queue until it is empty: in this process, or with ``workers`` processes."""
-    started, done0 = time.time(), queue.counts(study)["done"]
+def drain(jobs: list[GridJob], workers: int, storage, progress, results_dir) -> None:
+    """Work the grids' queues until all are empty: in this process, or with ``workers``
+    processes that each take the grids in order (a worker whose grid has no run left waiting
+    takes the next grid's, so no core idles at a grid's last run)."""
+    started = {j.study_name: (time.time(), queue.counts(j.study)["done"]) for j in jobs}
+
+    def line(job: GridJob) -> str:
+        return _grid_line(job.spec, job.study, job.total, *started[job.study_name])
+
     if workers <= 1:
-        while True:
-            if not work(spec.name, profile, storage, progress, results_dir, max_runs=1):
-                break
-            print(_grid_line(spec, study, total, started, done0), flush=True)
+        for job in jobs:
+            grid, profile = job.spec.name, job.profile
+            while work(grid, profile, storage, progress, results_dir, max_runs=1):
+                print(line(job), flush=True)
         return
-    argv = ["worker", "--study", queue.study_name(spec.name, profile), "--no-progress"]
+    argv = ["worker", *(a for j in jobs for a in ("--study", j.study_name)), "--no-progress"]
     argv += ["--storage", storage] if storage else []
     argv += ["--results", str(results_dir)] if results_dir else []
     procs = start_workers(workers, lambda _i: argv)
-    last = None
+    last: dict[str, str] = {}
     while any(p.poll() is None for p in procs):
         time.sleep(5)
-        line = _grid_line(spec, study, total, started, done0)
-        if line.split(", ETA")[0] != last:  # a line when a run finishes, not every tick
-            print(line, flush=True)
-            last = line.split(", ETA")[0]
+        for job in jobs:
+            text = line(job)
+            state = text.split(", ETA")[0]
+            if last.get(job.study_name, state) != state:  # a line when a run of it finishes
+                print(text, flush=True)
+            last[job.study_name] = state
 
 
 def claim_cells(spec: GridSpec) -> set[str]:
@@ -219,7 +230,7 @@ def _enqueue(study, runs, storage, results_dir) -> tuple[int, int]:
     return queue.enqueue_runs(study, runs, storage, finished)
 
 
-def _workers(spec: GridSpec, profile: str, workers: int | str, pending: int) -> int:
+def choose_workers(spec: GridSpec, profile: str, workers: int | str, pending: int) -> int:
     """``workers`` as asked, or the measured best layout for ``"auto"`` (said out loud)."""
     if workers != "auto":
         return int(workers)
@@ -235,6 +246,112 @@ def _workers(spec: GridSpec, profile: str, workers: int | str, pending: int) -> 
         flush=True,
     )
     return best.workers
+
+
+@dataclass
+class GridJob:
+    """One grid of a run or a campaign: its runs so far, its queue and its seed policy."""
+
+    spec: GridSpec
+    profile: str
+    runs: list[dict]
+    study: optuna.Study
+    policy: SeedPolicy
+    adaptive: bool  # seed rounds follow the first batch
+    added: int  # runs the last enqueue put in the queue
+    tuned: dict | None = None
+    rounds: int = 0  # seed rounds planned so far
+
+    @property
+    def study_name(self) -> str:
+        return queue.study_name(self.spec.name, self.profile)
+
+    @property
+    def total(self) -> int:
+        return len({r["run_id"] for r in self.runs})
+
+
+def prepare(
+    path: str | Path,
+    profile: str = DEFAULT_PROFILE,
+    storage: str | None = None,
+    seeds: int | None = None,
+    results_dir: Path | None = None,
+    claims_only: bool = False,
+) -> GridJob:
+    """Validate a spec and enqueue its first batch (claim cells first); says what it did."""
+    spec = load_spec(path)
+    seed_list = list(range(seeds)) if seeds else None
+    runs = claim_cells_first(spec, run_records(spec, profile, seed_list))
+    if claims_only:
+        claimed = claim_cells(spec)
+        runs = [r for r in runs if r["cell"] in claimed]
+    tuned = None
+    if spec.sweep:  # tune each cell's nuisance hyper-parameters first, then compare at the best
+        from experiments.sweep.tune import apply_tuned, tune_cells
+
+        tuned = tune_cells(spec, profile, storage, results_dir)
+        runs = apply_tuned(runs, tuned)
+    study = queue.open_study(queue.study_name(spec.name, profile), storage)
+    if not study.metric_names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["test_top1"])
+    added, reused = _enqueue(study, runs, storage, results_dir)
+    job = GridJob(spec, profile, runs, study, spec.seed_policy(profile), False, added, tuned)
+    job.adaptive = job.policy.adaptive and bool(spec.claims) and seed_list is None
+    shared = len(runs) - job.total
+    print(
+        f"[{spec.name}] profile {profile}: {job.total} runs ({len(spec.cells())} cells x "
+        f"{len(seed_list or spec.seeds)} seeds{f', {shared} shared between cells' if shared else ''}), "
+        f"{added} enqueued, {reused} taken from the results tables, "
+        f"{job.total - added - reused} already done or queued",
+        flush=True,
+    )
+    return job
+
+
+def next_round(job: GridJob, storage: str | None, results_dir: Path | None) -> bool:
+    """Plan and enqueue the grid's next seed round from its current verdicts (its table is
+    exported first); False when no claim is left open. ``job.added`` says what it enqueued
+    (0 when every run of the round was in the results tables already)."""
+    if not job.adaptive:
+        return False
+    spec = job.spec
+    store.export(job.study, spec.name, job.profile, results_dir, job.runs)
+    plan = next_seeds(
+        grid_verdicts(spec, job.profile, results_dir), _seeds_per_cell(job.runs), job.policy
+    )
+    if not plan:
+        return False
+    job.rounds += 1
+    seeds = sorted({s for v in plan.values() for s in v})
+    extra = [
+        r for r in run_records(spec, job.profile, seeds) if r["seed"] in plan.get(r["cell"], ())
+    ]
+    if job.tuned is not None:
+        from experiments.sweep.tune import apply_tuned
+
+        extra = apply_tuned(extra, job.tuned)
+    job.runs += extra
+    job.added, reused = _enqueue(job.study, extra, storage, results_dir)
+    print(
+        f"[{spec.name}] seed round {job.rounds}: claims still open; "
+        + "; ".join(f"{cell}: +{len(s)} seeds" for cell, s in plan.items())
+        + f" (cap {job.policy.cap}); {job.added} enqueued, {reused} taken from the results tables",
+        flush=True,
+    )
+    return True
+
+
+def finish(job: GridJob, results_dir: Path | None, summary: bool = True) -> Path | None:
+    """Export the grid's table (and print its summary); returns the table's path."""
+    table = store.export(job.study, job.spec.name, job.profile, results_dir, job.runs)
+    if summary and table is not None:
+        from experiments.analysis.summary import print_summary
+
+        print_summary(table)
+    return table
 
 
 def run_grid(
@@ -254,9 +371,7 @@ def run_grid(
     exploratory cells wait for a later run of the grid.
 
     ``max_rounds``: stop after this many seed rounds that train something new (rounds whose
-    runs are all in the tables already are walked through, not counted), so a campaign can
-    give every grid of a paper its next round before any grid gets two
-    (``experiments.run.campaign``).
+    runs are all in the tables already are walked through, not counted).
 
     ``workers="auto"`` measures the layouts of workers x threads on this machine and takes the
     fastest (``experiments.run.layout``).
@@ -264,70 +379,19 @@ def run_grid(
     Claim cells run first. Under a profile whose ``seeds.cap`` is set (and no ``seeds``
     override), rounds of extra seeds follow for the claims still open (``experiments.run.seeds``).
     """
-    spec = load_spec(path)
-    seed_list = list(range(seeds)) if seeds else None
-    policy = spec.seed_policy(profile)
-    runs = claim_cells_first(spec, run_records(spec, profile, seed_list))
-    if claims_only:
-        claimed = claim_cells(spec)
-        runs = [r for r in runs if r["cell"] in claimed]
-    if spec.sweep:  # tune each cell's nuisance hyper-parameters first, then compare at the best
-        from experiments.sweep.tune import apply_tuned, tune_cells
-
-        tuned = tune_cells(spec, profile, storage, results_dir)
-        runs = apply_tuned(runs, tuned)
-    study = queue.open_study(queue.study_name(spec.name, profile), storage)
-    if not study.metric_names:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(["test_top1"])
-    added, reused = _enqueue(study, runs, storage, results_dir)
-    total = len({r["run_id"] for r in runs})
-    shared = len(runs) - total
-    print(
-        f"[{spec.name}] profile {profile}: {total} runs ({len(spec.cells())} cells x "
-        f"{len(seed_list or spec.seeds)} seeds{f', {shared} shared between cells' if shared else ''}), "
-        f"{added} enqueued, {reused} taken from the results tables, "
-        f"{total - added - reused} already done or queued",
-        flush=True,
-    )
-    adaptive = policy.adaptive and spec.claims and seed_list is None
-    workers = _workers(spec, profile, workers, pending=added)
+    job = prepare(path, profile, storage, seeds, results_dir, claims_only)
+    workers = choose_workers(job.spec, profile, workers, pending=job.added)
     try:
-        _drain(spec, study, profile, workers, storage, progress, results_dir, total)
-        round_ = trained_rounds = 0
-        while adaptive and (max_rounds is None or trained_rounds < max_rounds):
-            store.export(study, spec.name, profile, results_dir, runs)
-            plan = next_seeds(
-                grid_verdicts(spec, profile, results_dir), _seeds_per_cell(runs), policy
-            )
-            if not plan:
+        drain([job], workers, storage, progress, results_dir)
+        trained_rounds = 0
+        while max_rounds is None or trained_rounds < max_rounds:
+            if not next_round(job, storage, results_dir):
                 break
-            round_ += 1
-            extra = [
-                r
-                for r in run_records(spec, profile, sorted({s for v in plan.values() for s in v}))
-                if r["seed"] in plan.get(r["cell"], ())
-            ]
-            if spec.sweep:
-                extra = apply_tuned(extra, tuned)
-            runs += extra
-            added, reused = _enqueue(study, extra, storage, results_dir)
-            trained_rounds += added > 0
-            total = len({r["run_id"] for r in runs})
-            print(
-                f"[{spec.name}] seed round {round_}: claims still open; "
-                + "; ".join(f"{cell}: +{len(s)} seeds" for cell, s in plan.items())
-                + f" (cap {policy.cap}); {added} enqueued, {reused} taken from the results tables",
-                flush=True,
-            )
-            _drain(spec, study, profile, workers, storage, progress, results_dir, total)
+            trained_rounds += job.added > 0
+            drain([job], workers, storage, progress, results_dir)
     except KeyboardInterrupt:
-        print(f"\n[{spec.name}] interrupted; rerun the same command to continue.", file=sys.stderr)
+        print(
+            f"\n[{job.spec.name}] interrupted; rerun the same command to continue.", file=sys.stderr
+        )
         raise
-    table = store.export(study, spec.name, profile, results_dir, runs)
-    if table is not None:
-        from experiments.analysis.summary import print_summary
-
-        print_summary(table)
-    return table
+    return finish(job, results_dir)
