@@ -189,3 +189,12 @@ def test_bench_eval_batch_marks_the_fastest_batch():
     fastest = df.loc[df["fastest"], "infer_img_s"].item()
     assert fastest == df["infer_img_s"].max()
     assert (df["vs_fastest"] - df["infer_img_s"] / fastest).abs().max() < 1e-12
+
+
+def test_bench_optimizer_compares_loop_and_fused_adamw_on_the_same_gradients():
+    from experiments.tools.bench import bench_optimizer
+
+    row = bench_optimizer(seconds=0.05, models=["deit_micro"]).iloc[0]
+    assert row["loop_ms"] > 0 and row["fused_ms"] > 0
+    assert row["speedup"] == pytest.approx(row["loop_ms"] / row["fused_ms"])
+    assert row["max_abs_diff_one_step"] < 1e-5  # the same update up to rounding

@@ -74,6 +74,16 @@ def test_no_weight_decay_on_norms_biases_embeddings():
         n.endswith("bias") or "norm" in n or n in ("cls_token", "pos_embed") for n in no_decay
     )
     assert "blocks.0.attn.qkv.weight" not in no_decay
+    assert opt.defaults["fused"] is True  # the fused AdamW kernel on CPU
+
+
+def test_fused_adamw_only_where_the_device_has_it():
+    import torch
+
+    from experiments.run.recipe import fused_adamw_ok
+
+    assert fused_adamw_ok(torch.nn.Linear(2, 2))
+    assert not fused_adamw_ok(torch.nn.Linear(2, 2, device="meta"))
 
 
 BN_MODEL = {"name": "casvit_micro"}  # BatchNorm throughout

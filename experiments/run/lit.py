@@ -23,7 +23,7 @@ import torch.nn as nn
 import torchmetrics
 
 from experiments.run.models import create_model
-from experiments.run.recipe import TrainConfig
+from experiments.run.recipe import TrainConfig, fused_adamw_ok
 
 __all__ = ["ClassificationModule", "DivergedError", "TrainConfig", "create_model"]
 
@@ -113,7 +113,11 @@ class ClassificationModule(L.LightningModule):
     def configure_optimizers(self):
         # timm puts norms, biases and model.no_weight_decay() (pos/cls embeddings) at wd 0
         opt = timm.optim.create_optimizer_v2(
-            self.model, "adamw", lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
+            self.model,
+            "adamw",
+            lr=self.cfg.lr,
+            weight_decay=self.cfg.weight_decay,
+            fused=fused_adamw_ok(self.model),
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or self.cfg.epochs)

@@ -4,6 +4,10 @@ that spec checks and run ids do not import it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -42,3 +46,13 @@ class TrainConfig:
     # from `make bench`, measured in isolation, not from runs that share the machine)
     bench_seconds: float = 1.0
     inject_nan_at_step: int | None = None  # fault injection: turn the loss into NaN
+
+
+def fused_adamw_ok(model: torch.nn.Module) -> bool:
+    """Fused AdamW (one vectorised kernel per parameter) where the parameters' device has it.
+
+    Why: the default on CPU is the per-tensor loop (about ten elementwise ops per parameter);
+    fused is 4-6x faster, which is 2-4% of a micro model's CPU training step
+    (``bench --only optimizer``), and gives the same update up to float rounding.
+    """
+    return all(p.device.type in ("cpu", "cuda") for p in model.parameters())

@@ -14,6 +14,9 @@ machine cancels out as far as it can:
 - ``compile``: training-step throughput of every micro model under ``torch.compile``
   (inductor) over the same model in eager mode, same weights, with the compile time; on CPU
   this decides whether ``train.compile`` is worth turning on for a run.
+- ``optimizer``: the AdamW step of every micro model, the per-tensor loop (PyTorch's CPU
+  default) against the fused kernel the runs use, on the same gradients, with the largest
+  difference between their updated weights.
 - ``eval-batch``: inference throughput (``torch.inference_mode``, as Lightning's validation
   and test) of every micro model at several batch sizes: the profiles' ``eval_batch_size``.
 - ``mfu``, ``overhead``, ``layout``: how much of the machine a run uses
@@ -60,7 +63,7 @@ def bare_loop_img_s(model_name: str, data: dict, steps: int, model_kwargs: dict)
     model = timm.create_model(
         model_name, num_classes=dm.num_classes, in_chans=c, img_size=h, **model_kwargs
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)  # as the runs' AdamW
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     bs, n = dm.cfg.batch_size, len(dm.train)
     images, seconds, done = 0, 0.0, 0
@@ -220,6 +223,53 @@ def bench_compile(repeats: int, batch: int, steps: int, models=None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def bench_optimizer(seconds: float = 2.0, models=None) -> pd.DataFrame:
+    """Seconds per AdamW step, loop vs fused, and how far one step of each moves apart."""
+    import copy
+
+    import timm.optim
+
+    from experiments.tools.efficiency import INPUT, MICRO_MODELS
+
+    rows = []
+    for name in models or MICRO_MODELS:
+        net = timm.create_model(name, num_classes=10, in_chans=INPUT[0])
+        x, y = torch.randn(64, *INPUT), torch.randint(0, 10, (64,))
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        nets, times = {}, {}
+        for kind in ("loop", "fused"):
+            nets[kind] = copy.deepcopy(net)  # the same weights
+            for p, q in zip(net.parameters(), nets[kind].parameters(), strict=True):
+                q.grad = p.grad.clone()  # and the same gradients
+            opt = timm.optim.create_optimizer_v2(
+                nets[kind], "adamw", lr=2e-3, weight_decay=0.05, fused=kind == "fused"
+            )
+            opt.step()  # the step compared below; the timed ones follow
+            snapshot = [p.detach().clone() for p in nets[kind].parameters()]
+            now = clock(x)
+            count, start = 0, now()
+            while now() - start < seconds:
+                opt.step()
+                count += 1
+            times[kind] = (now() - start) / count
+            nets[kind] = snapshot
+        diff = max(
+            (a - b).abs().max().item() for a, b in zip(nets["loop"], nets["fused"], strict=True)
+        )
+        rows.append({"model": name, "tensors": len(nets["loop"]),
+                     "threads": torch.get_num_threads(), "clock": clock_name(x),
+                     "loop_ms": 1e3 * times["loop"], "fused_ms": 1e3 * times["fused"],
+                     "speedup": times["loop"] / times["fused"],
+                     "max_abs_diff_one_step": diff})  # fmt: skip
+        print(
+            f"{name}: AdamW step loop {1e3 * times['loop']:.2f} ms, fused "
+            f"{1e3 * times['fused']:.2f} ms ({times['loop'] / times['fused']:.1f}x); one step "
+            f"apart by at most {diff:.1e}",
+            flush=True,
+        )
+    return pd.DataFrame(rows)
+
+
 def bench_eval_batch(batches=(64, 128, 256, 512, 1000), seconds: float = 2.0, models=None):
     """Evaluation img/s per batch size: on a CPU the largest batch is not the fastest (its
     activations outgrow the caches), so the profiles take the fastest."""
@@ -267,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             "small-map",
             "compile",
             "eval-batch",
+            "optimizer",
             "mfu",
             "overhead",
             "overhead-runs",
@@ -323,6 +374,14 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             torch.set_num_threads(saved)
         atomic_write_csv(stamped(df), out / "compile.csv")
+    if args.only in (None, "optimizer"):
+        saved = torch.get_num_threads()
+        try:
+            torch.set_num_threads((args.threads or (1,))[0])
+            df = bench_optimizer()
+        finally:
+            torch.set_num_threads(saved)
+        atomic_write_csv(stamped(df), out / "optimizer.csv")
     if args.only in (None, "eval-batch"):
         saved = torch.get_num_threads()
         try:

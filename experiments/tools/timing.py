@@ -18,9 +18,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from experiments.run.recipe import fused_adamw_ok
+
 
 def adamw(model: torch.nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=1e-5)
+    """AdamW as the training runs build it: fused where the device has it."""
+    return torch.optim.AdamW(model.parameters(), lr=1e-5, fused=fused_adamw_ok(model))
 
 
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x, y) -> None:
