@@ -52,7 +52,7 @@ def fused_adamw_ok(model: torch.nn.Module) -> bool:
     """Fused AdamW (one vectorised kernel per parameter) where the parameters' device has it.
 
     Why: the default on CPU is the per-tensor loop (about ten elementwise ops per parameter);
-    fused is 4-6x faster, which is 2-4% of a micro model's CPU training step
+    fused is 4-5x faster, 1.5-4% of a micro model's CPU training step
     (``bench --only optimizer``), and gives the same update up to float rounding.
     """
     return all(p.device.type in ("cpu", "cuda") for p in model.parameters())
