@@ -366,30 +366,20 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             torch.set_num_threads(saved)
         atomic_write_csv(stamped(pd.concat(parts, ignore_index=True)), out / "small_map_conv.csv")
-    if args.only == "compile":  # minutes of compiling: only on request
-        saved = torch.get_num_threads()
-        try:
-            torch.set_num_threads((args.threads or (1,))[0])
-            df = bench_compile(args.repeats, 64, 5)
-        finally:
-            torch.set_num_threads(saved)
-        atomic_write_csv(stamped(df), out / "compile.csv")
-    if args.only in (None, "optimizer"):
-        saved = torch.get_num_threads()
-        try:
-            torch.set_num_threads((args.threads or (1,))[0])
-            df = bench_optimizer()
-        finally:
-            torch.set_num_threads(saved)
-        atomic_write_csv(stamped(df), out / "optimizer.csv")
-    if args.only in (None, "eval-batch"):
-        saved = torch.get_num_threads()
-        try:
-            torch.set_num_threads((args.threads or (1,))[0])
-            df = bench_eval_batch()
-        finally:
-            torch.set_num_threads(saved)
-        atomic_write_csv(stamped(df), out / "eval_batch.csv")
+    single = (args.threads or (1,))[0]  # these figures take one thread count
+    figures = [("compile", lambda: bench_compile(args.repeats, 64, 5), "compile.csv"),
+               ("optimizer", bench_optimizer, "optimizer.csv"),
+               ("eval-batch", bench_eval_batch, "eval_batch.csv")]  # fmt: skip
+    for name, bench, filename in figures:
+        # compile: minutes of compiling, so only on request
+        if args.only == name or (args.only is None and name != "compile"):
+            saved = torch.get_num_threads()
+            try:
+                torch.set_num_threads(single)
+                df = bench()
+            finally:
+                torch.set_num_threads(saved)
+            atomic_write_csv(stamped(df), out / filename)
     from experiments.tools import efficiency
 
     if args.only in (None, "mfu"):
