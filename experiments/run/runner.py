@@ -5,9 +5,10 @@ each run (skipping finished ones), then either works the queue in this process (
 with a progress bar per run) or starts ``workers`` worker processes and shows a grid-level
 display. Its steps (``prepare``, ``drain``, ``next_round``, ``finish``) take several grids at
 once too: a campaign drains all of a paper's grids with one set of workers, so no core waits
-for the last run of one grid before the next grid starts. ``work`` is one worker: it takes waiting trials until none is left. A run that raises
-is stored as ``failed`` and the worker goes on; a NaN loss is stored as ``diverged``; Ctrl-C
-marks the run failed (so the next ``run`` re-enqueues it and it resumes from its checkpoint).
+for the last run of one grid before the next grid starts. ``work`` is one worker: it takes
+waiting trials until none is left. A run that raises is stored as ``failed`` and the worker
+goes on; a NaN loss is stored as ``diverged``; Ctrl-C marks the run failed (so the next
+``run`` re-enqueues it and it resumes from its checkpoint).
 """
 
 from __future__ import annotations
@@ -298,8 +299,9 @@ def prepare(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["test_top1"])
     added, reused = _enqueue(study, runs, storage, results_dir)
-    job = GridJob(spec, profile, runs, study, spec.seed_policy(profile), False, added, tuned)
-    job.adaptive = job.policy.adaptive and bool(spec.claims) and seed_list is None
+    policy = spec.seed_policy(profile)
+    adaptive = policy.adaptive and bool(spec.claims) and seed_list is None
+    job = GridJob(spec, profile, runs, study, policy, adaptive, added, tuned)
     shared = len(runs) - job.total
     print(
         f"[{spec.name}] profile {profile}: {job.total} runs ({len(spec.cells())} cells x "
@@ -344,10 +346,10 @@ def next_round(job: GridJob, storage: str | None, results_dir: Path | None) -> b
     return True
 
 
-def finish(job: GridJob, results_dir: Path | None, summary: bool = True) -> Path | None:
+def finish(job: GridJob, results_dir: Path | None) -> Path | None:
     """Export the grid's table (and print its summary); returns the table's path."""
     table = store.export(job.study, job.spec.name, job.profile, results_dir, job.runs)
-    if summary and table is not None:
+    if table is not None:
         from experiments.analysis.summary import print_summary
 
         print_summary(table)

@@ -40,6 +40,7 @@ import torch
 import modules  # noqa: F401
 from experiments.run.data import DataConfig, random_crop_flip
 from experiments.run.datamodule import ImageDataModule
+from experiments.run.recipe import fused_adamw_ok
 from experiments.run.store import atomic_write_csv, provenance, results_root
 from experiments.run.train import train_run
 from experiments.tools.timing import clock, clock_name, interleaved
@@ -63,7 +64,7 @@ def bare_loop_img_s(model_name: str, data: dict, steps: int, model_kwargs: dict)
     model = timm.create_model(
         model_name, num_classes=dm.num_classes, in_chans=c, img_size=h, **model_kwargs
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)  # as the runs' AdamW
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused_adamw_ok(model))
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
     bs, n = dm.cfg.batch_size, len(dm.train)
     images, seconds, done = 0, 0.0, 0
