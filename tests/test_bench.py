@@ -1,5 +1,7 @@
 """The model benchmark and the helpers of the official-code comparisons."""
 
+import time
+
 import pandas as pd
 import pytest
 from conftest import ROOT
@@ -198,3 +200,21 @@ def test_bench_optimizer_compares_loop_and_fused_adamw_on_the_same_gradients():
     assert row["loop_ms"] > 0 and row["fused_ms"] > 0
     assert row["speedup"] == pytest.approx(row["loop_ms"] / row["fused_ms"])
     assert row["max_abs_diff_one_step"] < 1e-5  # the same update up to rounding
+
+
+def test_seconds_per_call_counts_every_call_and_calls_at_least_once():
+    from experiments.tools.timing import seconds_per_call
+
+    calls = []
+
+    def busy():  # spins: the CPU-time clock does not count a sleep
+        start = time.perf_counter()
+        while time.perf_counter() - start < 0.002:
+            pass
+        calls.append(None)
+
+    per_call = seconds_per_call(busy, seconds=0.02)
+    assert len(calls) >= 2 and 0.002 <= per_call < 0.02
+    calls.clear()
+    seconds_per_call(lambda: calls.append(None), seconds=0.0)
+    assert len(calls) == 1

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -43,7 +44,7 @@ from experiments.run.datamodule import ImageDataModule
 from experiments.run.recipe import fused_adamw_ok
 from experiments.run.store import atomic_write_csv, provenance, results_root
 from experiments.run.train import train_run
-from experiments.tools.timing import clock, clock_name, interleaved
+from experiments.tools.timing import clock_name, interleaved, seconds_per_call
 
 TINY_32PX = {"img_size": 32, "patch_size": 4, "in_chans": 3}
 # (variant, baseline, toggles for both, toggles for the variant only)
@@ -247,12 +248,7 @@ def bench_optimizer(seconds: float = 2.0, models=None) -> pd.DataFrame:
             )
             opt.step()  # the step compared below; the timed ones follow
             snapshot = [p.detach().clone() for p in nets[kind].parameters()]
-            now = clock(x)
-            count, start = 0, now()
-            while now() - start < seconds:
-                opt.step()
-                count += 1
-            times[kind] = (now() - start) / count
+            times[kind] = seconds_per_call(opt.step, seconds, x)
             nets[kind] = snapshot
         diff = max(
             (a - b).abs().max().item() for a, b in zip(nets["loop"], nets["fused"], strict=True)
@@ -282,14 +278,9 @@ def bench_eval_batch(batches=(64, 128, 256, 512, 1000), seconds: float = 2.0, mo
         speeds = {}
         for batch in batches:
             x = torch.randn(batch, *INPUT)
-            now = clock(x)
             with torch.inference_mode():
                 net(x)
-                count, start = 0, now()
-                while now() - start < seconds:
-                    net(x)
-                    count += 1
-                speeds[batch] = count * batch / (now() - start)
+                speeds[batch] = batch / seconds_per_call(partial(net, x), seconds, x)
         best = max(speeds, key=speeds.get)
         for batch, img_s in speeds.items():
             rows.append({"model": name, "input": "x".join(map(str, INPUT)), "batch": batch,

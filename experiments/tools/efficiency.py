@@ -30,7 +30,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import modules  # noqa: F401
-from experiments.tools.timing import clock, clock_name, step_seconds
+from experiments.tools.timing import clock_name, seconds_per_call, step_seconds
 
 MICRO_MODELS = ["deit_micro", "localvit_micro", "efficientmod_micro", "scalablevit_micro",
                 "casvit_micro"]  # fmt: skip
@@ -50,12 +50,8 @@ def matmul_peak_flops(n: int = 2048, seconds: float = 2.0, dtype=torch.float32) 
     """FLOP/s of an n x n matmul in this process: the peak a training step is measured against."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
-    now = clock(a)  # the same clock as the training steps it is the peak of
-    count, start = 0, now()
-    while now() - start < seconds:
-        a @ b
-        count += 1
-    return count * 2 * n**3 / (now() - start)
+    # the same clock as the training steps it is the peak of
+    return 2 * n**3 / seconds_per_call(lambda: a @ b, seconds, a)
 
 
 def step_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:

@@ -44,6 +44,19 @@ def clock_name(x: torch.Tensor | None = None) -> str:
     return "thread CPU" if clock(x) is time.thread_time else "wall"
 
 
+def seconds_per_call(
+    fn: Callable[[], object], seconds: float, x: torch.Tensor | None = None
+) -> float:
+    """Mean seconds per call of ``fn``, called until ``seconds`` have passed on ``clock(x)``
+    (at least once; warm-up is the caller's)."""
+    now = clock(x)
+    count, start = 0, now()
+    while count == 0 or now() - start < seconds:
+        fn()
+        count += 1
+    return (now() - start) / count
+
+
 def step_img_s(model: torch.nn.Module, opt: torch.optim.Optimizer, x, y, steps: int) -> float:
     """Images per second over ``steps`` training steps of ``model`` (no warm-up)."""
     now = clock(x)
@@ -59,15 +72,10 @@ def step_seconds(model, x, y, seconds: float, bf16: bool = False) -> float:
     """Mean seconds per training step over ``seconds``, after two untimed warm-up steps."""
     opt = adamw(model)
     ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-    now = clock(x)
     with ctx:
         for _ in range(2):
             train_step(model, opt, x, y)
-        steps, start = 0, now()
-        while now() - start < seconds:
-            train_step(model, opt, x, y)
-            steps += 1
-    return (now() - start) / steps
+        return seconds_per_call(lambda: train_step(model, opt, x, y), seconds, x)
 
 
 def interleaved(
