@@ -46,7 +46,7 @@ from experiments.tools.official_source import (
     apply_timing_arguments,
     import_official_file,
 )
-from experiments.tools.timing import interleaved
+from experiments.tools.timing import clock_name, interleaved
 from modules.casvit import checkpoint_filter_fn
 
 VARIANTS = ("xs", "s", "m", "t")
@@ -154,6 +154,7 @@ def main(argv=None) -> None:
                     ratio=ratios[r],
                     logit_diff=diffs[name],
                     max_logit_diff_all=max(diffs.values()),
+                    clock=clock_name(x),
                 )
             )
     table = pd.DataFrame(rows).assign(**provenance())  # provenance() records the threads
