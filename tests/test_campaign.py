@@ -96,9 +96,14 @@ def test_a_worker_drains_its_studies_in_order(workspace):
     for job in jobs:
         argv += ["--study", job.study_name]
     assert main(argv) == 0
-    for name in ("a", "b"):
-        table = pd.read_csv(workspace / "results" / "p" / f"{name}.csv")
+    tables = {n: pd.read_csv(workspace / "results" / "p" / f"{n}.csv") for n in ("a", "b")}
+    for table in tables.values():
         assert len(table) == 2 and (table["status"] == "ok").all()
+    # the two specs are the same grid under two names: b's runs, enqueued before a trained
+    # them, are taken from a's table when the worker reaches them, not trained again
+    assert tables["b"]["shared_from"].eq("p/a").all()
+    assert tables["b"]["test_top1"].tolist() == tables["a"]["test_top1"].tolist()
+    assert tables["b"]["run_id"].tolist() == tables["a"]["run_id"].tolist()
 
 
 def test_an_unknown_paper_names_the_allowed_ones(workspace):

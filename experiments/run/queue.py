@@ -177,6 +177,17 @@ def add_finished(study: optuna.Study, run: dict, row: dict, epochs: list[dict]) 
     study.add_trial(trial)
 
 
+def finish_taken(study: optuna.Study, trial: optuna.Trial, row: dict, epochs: list[dict]) -> None:
+    """Close a trial a worker took as done from an existing row, without training (the run
+    finished in another grid's queue after this one enqueued it)."""
+    for key, value in (("result", row), ("epochs", epochs), ("reused", True)):
+        trial.set_user_attr(key, value)
+    if row.get("status") == "ok":
+        study.tell(trial, float(row["test_top1"]))
+    else:
+        study.tell(trial, state=TrialState.PRUNED)
+
+
 def enqueue_runs(
     study: optuna.Study,
     runs: list[dict],

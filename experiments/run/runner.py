@@ -59,6 +59,17 @@ def _duplicate(study: optuna.Study, trial_number: int, run_id: str) -> bool:
     return queue.run_state(others) in ("done", "diverged", "running")
 
 
+def _taken_from_tables(study, trial, run: dict, results_dir: Path | None) -> bool:
+    """Close the trial from the results tables if another grid finished this run after it was
+    enqueued here (a campaign enqueues all its grids before any run finishes, and grids share
+    runs: the same model, data, recipe and seed under two grids' names)."""
+    found = store.committed_index(results_dir).get(run["run_id"])
+    if found is None:
+        return False
+    queue.finish_taken(study, trial, store.relabel(found[0], run), found[1])
+    return True
+
+
 def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool) -> str:
     """Train one run for ``trial`` and record its result on the trial; returns the status."""
     from experiments.run.train import train_run
@@ -141,7 +152,8 @@ def work(
             study.tell(trial, state=TrialState.FAIL)
             continue
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
-        execute(study, trial, run, progress)
+        if not _taken_from_tables(study, trial, run, results_dir):
+            execute(study, trial, run, progress)
         store.export(study, grid, profile, results_dir)
         done += 1
     return done
