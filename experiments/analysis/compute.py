@@ -1,7 +1,9 @@
 """The compute each paper's runs took, per profile: what a campaign costs, from the run tables.
 
-A run shared between grids (same resolved configuration and seed) was trained once and is
-counted once. Run time is the run's own ``run_s`` (set-up, training, validation and test)
+A run shared between grids (same resolved configuration and seed) is one run. The hours are
+those of every training: a grid that takes a run from another grid's table copies its row
+(same finish time) and adds nothing, while a run that was trained again (campaigns before
+workers looked up the tables) adds its second training, counted under *repeat trainings*. Run time is the run's own ``run_s`` (set-up, training, validation and test)
 where the table has it, else ``wall_s`` (fit and test). Core-hours multiply by the run's
 threads; the machine figure divides core-hours by the cores of a 2-core machine, the
 budget the campaign is planned against.
@@ -13,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 MACHINE_CORES = 2
-COLUMNS = ["profile", "paper", "runs", "run hours", "median min/run", "core-hours",
+COLUMNS = ["profile", "paper", "runs", "repeat trainings", "run hours", "median min/run", "core-hours",
            f"{MACHINE_CORES}-core machine hours"]  # fmt: skip
 
 
@@ -21,7 +23,9 @@ def campaign_compute(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (profile, paper): distinct finished runs and the time they took."""
     if results.empty:
         return pd.DataFrame(columns=COLUMNS)
-    runs = results[results["status"] == "ok"].drop_duplicates("run_id").copy()
+    ok = results[results["status"] == "ok"]
+    one_training = ["run_id", "date"] if "date" in ok else ["run_id"]
+    runs = ok.drop_duplicates(one_training).copy()  # a copied row keeps its training's date
     seconds = runs["run_s"] if "run_s" in runs else pd.Series(np.nan, index=runs.index)
     runs["_s"] = seconds.fillna(runs["wall_s"])
     threads = runs["threads"] if "threads" in runs else pd.Series(np.nan, index=runs.index)
@@ -34,7 +38,8 @@ def campaign_compute(results: pd.DataFrame) -> pd.DataFrame:
             {
                 "profile": profile,
                 "paper": paper,
-                "runs": len(g),
+                "runs": g["run_id"].nunique(),
+                "repeat trainings": len(g) - g["run_id"].nunique(),
                 "run hours": round(g["_s"].sum() / 3600, 2),
                 "median min/run": round(g["_s"].median() / 60, 1),
                 "core-hours": round(core_h, 2),

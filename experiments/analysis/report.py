@@ -215,7 +215,10 @@ def build_report(
             "## Compute",
             "",
             "Distinct finished runs per profile and paper (a run shared between grids counts "
-            "once) and the time they took, set-up, validation and test included; core-hours "
+            "once) and the time their trainings took, set-up, validation and test included; "
+            "*repeat trainings* are runs trained again in another grid instead of taken from "
+            "its table (campaigns before the workers looked the tables up), whose time counts "
+            "too; core-hours "
             f"multiply by each run's threads (blank where an older table did not record them); "
             f"machine hours divide them by {compute.MACHINE_CORES} cores.",
             "",
