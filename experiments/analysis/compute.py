@@ -3,10 +3,11 @@
 A run shared between grids (same resolved configuration and seed) is one run. The hours are
 those of every training: a grid that takes a run from another grid's table copies its row
 (same finish time) and adds nothing, while a run that was trained again (campaigns before
-workers looked up the tables) adds its second training, counted under *repeat trainings*. Run time is the run's own ``run_s`` (set-up, training, validation and test)
-where the table has it, else ``wall_s`` (fit and test). Core-hours multiply by the run's
-threads; the machine figure divides core-hours by the cores of a 2-core machine, the
-budget the campaign is planned against.
+workers looked up the tables) adds its second training, counted under *repeat trainings*.
+Run time is the run's own ``run_s`` (set-up, training, validation and test) where the table
+has it, else ``wall_s`` (fit and test). Core-hours multiply by the run's threads; the machine
+figure divides core-hours by the cores of a 2-core machine, the budget the campaign is planned
+against.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 MACHINE_CORES = 2
-COLUMNS = ["profile", "paper", "runs", "repeat trainings", "run hours", "median min/run", "core-hours",
-           f"{MACHINE_CORES}-core machine hours"]  # fmt: skip
+COLUMNS = ["profile", "paper", "runs", "repeat trainings", "run hours", "median min/run",
+           "core-hours", f"{MACHINE_CORES}-core machine hours"]  # fmt: skip
 
 
 def campaign_compute(results: pd.DataFrame) -> pd.DataFrame:

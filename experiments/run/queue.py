@@ -165,16 +165,18 @@ def add_waiting(study: optuna.Study, run: dict, **extra) -> None:
     study.add_trial(optuna.create_trial(state=TrialState.WAITING, user_attrs={**run, **extra}))
 
 
+def _reused_outcome(row: dict) -> tuple[TrialState, float | None]:
+    """The trial state (and value) of a run done from an existing row: complete when ok."""
+    if row.get("status") == "ok":
+        return TrialState.COMPLETE, float(row["test_top1"])
+    return TrialState.PRUNED, None
+
+
 def add_finished(study: optuna.Study, run: dict, row: dict, epochs: list[dict]) -> None:
     """Record a run whose row already exists (a results table): done without training."""
+    state, value = _reused_outcome(row)
     attrs = {**run, "result": row, "epochs": epochs, "reused": True}
-    if row.get("status") == "ok":
-        trial = optuna.create_trial(
-            state=TrialState.COMPLETE, value=float(row["test_top1"]), user_attrs=attrs
-        )
-    else:
-        trial = optuna.create_trial(state=TrialState.PRUNED, user_attrs=attrs)
-    study.add_trial(trial)
+    study.add_trial(optuna.create_trial(state=state, value=value, user_attrs=attrs))
 
 
 def finish_taken(study: optuna.Study, trial: optuna.Trial, row: dict, epochs: list[dict]) -> None:
@@ -182,10 +184,8 @@ def finish_taken(study: optuna.Study, trial: optuna.Trial, row: dict, epochs: li
     finished in another grid's queue after this one enqueued it)."""
     for key, value in (("result", row), ("epochs", epochs), ("reused", True)):
         trial.set_user_attr(key, value)
-    if row.get("status") == "ok":
-        study.tell(trial, float(row["test_top1"]))
-    else:
-        study.tell(trial, state=TrialState.PRUNED)
+    state, value = _reused_outcome(row)
+    study.tell(trial, value, state=state)
 
 
 def enqueue_runs(
