@@ -77,7 +77,7 @@ from timm.layers import DropPath
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-from modules.layers.catm import CATMConfig, Conv1x1, create_mixer
+from modules.layers.catm import CATMConfig, Conv1x1, create_mixer, spatial_mean
 from modules.layers.small_map_conv import SmallMapConv2d
 from modules.registry import imagenet_cfg, init_linear
 from modules.toggles import (
@@ -318,7 +318,7 @@ class CASViT(nn.Module):
         return self.norm(self.stages(self.stem(x)))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.head_drop(x.mean(dim=(2, 3)))
+        x = self.head_drop(spatial_mean(x))
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -208,6 +208,42 @@ def test_softmax_gate_weights_average_one():
     assert torch.allclose(seen["w"].mean(-1), torch.ones(2, 2))
 
 
+LAYOUT_CONFIGS = [
+    {},
+    {"gate": "softmax"},
+    {"phi_on": "q"},
+    {"phi_shared": True},
+    {"fusion": "product"},
+    {"fusion": "concat"},
+    {"phi_order": "channel_first"},
+]
+
+
+@pytest.mark.parametrize("kwargs", LAYOUT_CONFIGS, ids=str)
+def test_catm_is_the_same_function_in_both_layouts(kwargs):
+    """The channels-last path (the one the models run) computes what the NCHW path computes,
+    forward and backward, and hands back a channels-last gradient: an NCHW one puts every
+    later sum of gradients on a mixed-layout kernel several times slower."""
+    torch.manual_seed(0)
+    m = CATM(8, CATMConfig(**kwargs))
+    x = torch.randn(2, 8, 5, 6)
+    g = torch.randn(2, 8, 5, 6)
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        xi = x.clone().contiguous(memory_format=layout).requires_grad_()
+        m.zero_grad()
+        out = m(xi)
+        out.backward(g)
+        results.append((out, xi.grad, [p.grad.clone() for p in m.parameters()]))
+    (out_n, gx_n, gp_n), (out_c, gx_c, gp_c) = results
+    assert out_c.is_contiguous(memory_format=torch.channels_last)
+    assert gx_c.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(out_n, out_c, atol=1e-6)
+    assert torch.allclose(gx_n, gx_c, atol=1e-5)
+    for a, b in zip(gp_n, gp_c, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 # --- parameter parity with the released models ----------------------------------------------
 
 

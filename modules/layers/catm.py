@@ -13,8 +13,16 @@ channels are the same per-channel computations as two over C; the 1x1 conv to th
 score map is a grouped conv (groups 2: C -> 1 each) and the channel operation's C -> C conv is
 a grouped conv (groups 2). The official tensors of ``oper_q`` and ``oper_k`` are therefore
 concatenated along dim 0 (``checkpoint_filter_fn`` of ``modules.casvit``). With shared weights
-(``phi_shared``) q and k are stacked on the batch dim instead (a free view), so the one Phi
-sees both: its BatchNorm statistics are taken over q and k together.
+(``phi_shared``) q and k are stacked on the batch dim instead, so the one Phi sees both: its
+BatchNorm statistics are taken over q and k together.
+
+The models run channels-last. Channel slices, the spatial mean and the spatial operation's
+score and gate are then taken on the (B, H, W, C) view (``split_channels``, ``spatial_mean``),
+so that gradients come back channels-last as well: an NCHW gradient (a channel slice's
+zero-filled one, a mean's expanded one) turns every later sum of gradients into a
+mixed-layout kernel, several times slower on CPU. Measured A/B against the NCHW-gradient
+version, same weights, one thread: +5% training steps/s on casvit_xs at 224 px, +9% on
+casvit_micro.
 """
 
 from __future__ import annotations
@@ -42,7 +50,10 @@ __all__ = [
     "Phi",
     "PoolMixer",
     "auto_heads",
+    "channels_last_map",
     "create_mixer",
+    "spatial_mean",
+    "split_channels",
 ]
 
 MIXERS = ("catm", "identity", "pool", "attention")
@@ -119,6 +130,36 @@ class CATMConfig:
         return inert
 
 
+def channels_last_map(x: torch.Tensor) -> bool:
+    """True for a (B, C, H, W) map whose memory is channels-last and not also NCHW."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def spatial_mean(x: torch.Tensor) -> torch.Tensor:
+    """The mean over H, W of a (B, C, H, W) map: (B, C).
+
+    On a channels-last map it is taken over the (B, H, W, C) view, so its gradient comes back
+    channels-last; the NCHW mean's gradient comes back NCHW and turns every sum of gradients
+    after it into a mixed-layout one (several times slower on CPU).
+    """
+    if channels_last_map(x):
+        return x.permute(0, 2, 3, 1).mean(dim=(1, 2))
+    return x.mean(dim=(2, 3))
+
+
+def split_channels(x: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+    """``parts`` equal channel slices of a (B, C, H, W) map, keeping its memory layout.
+
+    On a channels-last map the slices are taken on the (B, H, W, C) view (their gradient is
+    then channels-last too; a channel slice's gradient is a zero-filled NCHW tensor).
+    """
+    if channels_last_map(x):
+        b, c, h, w = x.shape
+        nhwc = x.permute(0, 2, 3, 1).unflatten(-1, (parts, c // parts)).unbind(3)
+        return tuple(t.permute(0, 3, 1, 2) for t in nhwc)
+    return x.chunk(parts, dim=1)
+
+
 def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None):
     """A 1x1 conv of a (B, C, H, W) map with a (O, C) or (O, C, 1, 1) weight.
 
@@ -126,7 +167,7 @@ def pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
     convolutions take a much slower path for 1x1 kernels); the result is a channels-last
     (B, O, H, W) view. Other layouts use the convolution.
     """
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if channels_last_map(x):
         w = weight.view(weight.shape[0], -1)
         return F.linear(x.permute(0, 2, 3, 1), w, bias).permute(0, 3, 1, 2)
     return F.conv2d(x, weight.view(*weight.shape[:2], 1, 1), bias)
@@ -164,19 +205,41 @@ class SpatialOperation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.norm(self.dw(x)))
+        if channels_last_map(x) and channels_last_map(y):
+            return self._forward_nhwc(x, y)
         if self.groups == 1:
             s = pointwise(y, self.score.weight)  # (B, 1, H, W)
         else:
             s = self.score(y)  # grouped 1x1 conv: (B, G, H, W)
-        if self.gate == "sigmoid":
-            s = torch.sigmoid(s)
-        else:  # softmax over the positions, times their count: the weights average 1
-            n = s.shape[-2] * s.shape[-1]
-            s = torch.softmax(s.flatten(2), dim=-1).view_as(s) * n
+        s = self._gate(s.flatten(2), dim=-1).view_as(s)
         if self.groups == 1:
             return x * s
         b, _, h, w = x.shape
         return (x.view(b, self.groups, -1, h, w) * s.unsqueeze(2)).view(x.shape)
+
+    def _gate(self, s: torch.Tensor, dim: int) -> torch.Tensor:
+        """Sigmoid per position, or a softmax over the positions (``dim``) times their count."""
+        if self.gate == "sigmoid":
+            return torch.sigmoid(s)
+        return torch.softmax(s, dim=dim) * s.shape[dim]  # the weights average 1
+
+    def _forward_nhwc(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The same computation on the free (B, H, W, C) views of channels-last maps.
+
+        Score, gate and product all stay in that layout, so the gradients that flow back
+        through them are channels-last too. With NCHW ops the gate's gradient comes back
+        NCHW and the convolutions and sums before it fall onto slow mixed-layout paths.
+        The grouped score conv is one product with the block-diagonal (G, G*C) weight.
+        """
+        b, c, h, w = x.shape
+        g = self.groups
+        weight = self.score.weight.view(g, c // g)
+        if g > 1:
+            weight = torch.block_diag(*weight.unbind(0))
+        s = F.linear(y.permute(0, 2, 3, 1), weight)  # (B, H, W, G)
+        s = self._gate(s.view(b, h * w, g), dim=1).view(b, h, w, g, 1)
+        out = x.permute(0, 2, 3, 1).view(b, h, w, g, c // g) * s
+        return out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class ChannelOperation(nn.Module):
@@ -191,7 +254,7 @@ class ChannelOperation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c = x.shape[:2]
         g = self.groups
-        pooled = x.mean(dim=(2, 3)).view(b, g, c // g).transpose(0, 1)  # (G, B, C)
+        pooled = spatial_mean(x).view(b, g, c // g).transpose(0, 1)  # (G, B, C)
         # the grouped 1x1 conv on the pooled vectors: one (B, C) @ (C, C) product per group
         a = torch.bmm(pooled, self.fc.weight.view(g, c // g, c // g).transpose(1, 2))
         return x * torch.sigmoid(a).transpose(0, 1).reshape(b, c, 1, 1)
@@ -236,15 +299,16 @@ class CATM(nn.Module):
 
     def _phi_qk(self, qk: torch.Tensor) -> torch.Tensor:
         """Phi applied to q and/or k; in and out (B, 2C, H, W) with q first."""
-        cfg, c = self.cfg, self.dim
+        cfg = self.cfg
         if self.phi is None:
             return qk
         if self.grouped:
             return self.phi(qk)
-        b, _, h, w = qk.shape
+        b = qk.shape[0]
+        q, k = split_channels(qk, 2)
         if cfg.phi_on == "qk":  # shared weights: q and k stacked on the batch dim
-            return self.phi(qk.reshape(2 * b, c, h, w)).view(b, 2 * c, h, w)
-        q, k = qk[:, :c], qk[:, c:]
+            both = self.phi(torch.cat([q, k], dim=0))
+            return torch.cat([both[:b], both[b:]], dim=1)
         if cfg.phi_on == "q":
             return torch.cat([self.phi(q), k], dim=1)
         return torch.cat([q, self.phi(k)], dim=1)
@@ -258,10 +322,9 @@ class CATM(nn.Module):
         fusion = self.cfg.fusion
         if fusion == "concat":
             y = self.fuse(qk)
-        elif fusion == "sum":
-            y = qk[:, :c] + qk[:, c:]
         else:
-            y = qk[:, :c] * qk[:, c:]
+            q, k = split_channels(qk, 2)
+            y = q + k if fusion == "sum" else q * k
         if self.dwc is not None:
             y = self.dwc(y)
         return self.proj(y * v)
