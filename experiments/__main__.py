@@ -246,7 +246,8 @@ def cmd_worker(args) -> int:
     n = 0
     for study in args.study:  # a campaign's grids: the next one when this one has nothing left
         grid, _, profile = study.rpartition("@")
-        n += work(grid, profile, args.storage, not args.no_progress, args.results)
+        peers = [s for s in args.study if s != study]
+        n += work(grid, profile, args.storage, not args.no_progress, args.results, peers=peers)
     print(f"worker {os.getpid()}: {n} run(s), queue empty", flush=True)
     return 0
 

@@ -9,7 +9,7 @@ import pytest
 from test_seeds import GRID
 
 from experiments.config.spec import SpecError
-from experiments.run import campaign, runner
+from experiments.run import campaign, runner, store
 
 
 def _paper(workspace, names=("a", "b")):
@@ -104,6 +104,35 @@ def test_a_worker_drains_its_studies_in_order(workspace):
     assert tables["b"]["shared_from"].eq("p/a").all()
     assert tables["b"]["test_top1"].tolist() == tables["a"]["test_top1"].tolist()
     assert tables["b"]["run_id"].tolist() == tables["a"]["run_id"].tolist()
+
+
+def test_a_run_a_peer_grid_is_training_is_deferred_not_trained_twice(workspace):
+    """Two workers take the same run from two grids at once: the later one puts it back at
+    the end of its queue and, once the peer has finished it, copies the peer's row."""
+    from experiments.run import queue
+
+    folder = _paper(workspace)
+    a, b = (
+        runner.prepare(folder / "p" / f"{n}.yaml", "quick", seeds=1, claims_only=True)
+        for n in ("a", "b")
+    )
+    first = a.study.ask()  # worker 1 has started a's first run (alive: it started just now)
+    run_id = first.user_attrs["run_id"]
+    # worker 2, on b: the same run is deferred, b's other run trained
+    assert runner.work("p/b", "quick", progress=False, max_runs=1, peers=[a.study_name]) == 1
+    deferred = [t for t in b.study.get_trials(deepcopy=False) if t.user_attrs.get("deferred")]
+    assert [(t.user_attrs["run_id"], t.user_attrs["deferred"]) for t in deferred] == [
+        (run_id, a.study_name)
+    ]
+    assert queue.run_state(queue.trials_by_run(b.study)[run_id]) == "waiting"
+    # worker 1 finishes its run; worker 2 then copies it instead of training it
+    run = {k: v for k, v in first.user_attrs.items() if k != "heartbeat"}
+    runner.execute(a.study, first, run, progress=False)
+    store.export(a.study, "p/a", "quick")
+    assert runner.work("p/b", "quick", progress=False, peers=[a.study_name]) == 1
+    table = pd.read_csv(workspace / "results" / "p" / "b.csv").set_index("run_id")
+    assert table.loc[run_id, "shared_from"] == "p/a"
+    assert len(table) == 2 and (table["status"] == "ok").all()
 
 
 def test_an_unknown_paper_names_the_allowed_ones(workspace):

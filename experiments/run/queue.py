@@ -44,7 +44,7 @@ DEFAULT_JOURNAL = "optuna.journal"
 HEARTBEAT_S = float(os.environ.get("ABLATE_HEARTBEAT", 10))
 GRACE_S = float(os.environ.get("ABLATE_GRACE", 60))
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-IGNORED_ATTRS = ("duplicate", "queue_empty")
+IGNORED_ATTRS = ("duplicate", "queue_empty", "deferred")
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -30,6 +30,8 @@ from experiments.run import queue, store
 from experiments.run.seeds import SeedPolicy, next_seeds
 from experiments.run.workers import start_workers
 
+DEFER_WAIT_S = 30.0  # a deferred run alone in its queue: how long to wait before retaking it
+
 
 def run_records(spec: GridSpec, profile: str, seeds: list[int] | None = None) -> list[dict]:
     """The runs of a grid as the plain dictionaries stored on their trials."""
@@ -68,6 +70,31 @@ def _taken_from_tables(study, trial, run: dict, results_dir: Path | None) -> boo
         return False
     queue.finish_taken(study, trial, store.relabel(found[0], run), found[1])
     return True
+
+
+def _running_in_peer(trial, run_id: str, peers: list[optuna.Study]) -> str | None:
+    """The name of a peer study (another grid of the campaign) whose worker is training this
+    run now, having started before this trial (ties go to the study named first): then this
+    worker should not train it too."""
+    mine = (trial.datetime_start, trial.study.study_name)
+    for peer in peers:
+        for t in queue.trials_by_run(peer).get(run_id, []):
+            if t.state == TrialState.RUNNING and queue.is_alive(t):
+                if (t.datetime_start, peer.study_name) < mine:
+                    return peer.study_name
+    return None
+
+
+def _defer(study: optuna.Study, trial: optuna.Trial, run: dict, peer: str) -> None:
+    """Put the run back at the end of the queue: when a worker takes it again, the peer has
+    finished it and it is copied from the results tables (or trained, if the peer failed).
+    With nothing else waiting, wait a little first rather than spin on the queue."""
+    trial.set_user_attr("deferred", peer)
+    study.tell(trial, state=TrialState.FAIL)
+    alone = not study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    queue.add_waiting(study, run)
+    if alone:
+        time.sleep(DEFER_WAIT_S)
 
 
 def execute(study: optuna.Study, trial: optuna.Trial, run: dict, progress: bool) -> str:
@@ -128,9 +155,15 @@ def work(
     progress: bool = True,
     results_dir: Path | None = None,
     max_runs: int | None = None,
+    peers: list[str] = (),
 ) -> int:
-    """One worker: take waiting runs until the queue is empty; returns how many it ran."""
+    """One worker: take waiting runs until the queue is empty; returns how many it ran.
+
+    ``peers``: the names of the other studies this worker's campaign drains. Grids share runs,
+    and a run one of them is training right now is deferred here rather than trained twice.
+    """
     study = queue.open_study(queue.study_name(grid, profile), storage)
+    peer_studies = [queue.open_study(name, storage) for name in peers]
     done = 0
     while max_runs is None or done < max_runs:
         queue.retry_stale(study)
@@ -150,6 +183,10 @@ def work(
         if _duplicate(study, trial.number, run["run_id"]):
             trial.set_user_attr("duplicate", True)
             study.tell(trial, state=TrialState.FAIL)
+            continue
+        peer = _running_in_peer(trial, run["run_id"], peer_studies)
+        if peer is not None:
+            _defer(study, trial, run, peer)
             continue
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
         if not _taken_from_tables(study, trial, run, results_dir):
