@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +156,7 @@ def work(
     progress: bool = True,
     results_dir: Path | None = None,
     max_runs: int | None = None,
-    peers: list[str] = (),
+    peers: Sequence[str] = (),
 ) -> int:
     """One worker: take waiting runs until the queue is empty; returns how many it ran.
 
