@@ -45,6 +45,21 @@ def test_what_changes_the_run_changes_the_id():
     assert len(ids) == 5
 
 
+def test_the_precision_is_identity_as_resolved_not_as_spelled(monkeypatch):
+    """fp32 spelled "auto" or "32-true" on a CPU is one run; bf16 is another; "auto" where a
+    GPU trains is bf16, so it cannot pass for a committed CPU fp32 run."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    fp32, on_cpu = run_id(BASE, 0), run_id(_with("train", accelerator="cpu"), 0)
+    assert fp32 == run_id(_with("train", precision="32-true"), 0)
+    assert fp32 != run_id(_with("train", precision="bf16-mixed"), 0)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert run_id(BASE, 0) != fp32
+    assert run_id(BASE, 0) == run_id(_with("train", precision="bf16-mixed"), 0)
+    assert run_id(_with("train", accelerator="cpu"), 0) == on_cpu  # fp32 there too
+
+
 def test_model_part_is_what_the_model_reports():
     resolved = resolve(BASE)["model"]
     assert resolved["arch"] == "LocalViT" and resolved["depth"] == 2

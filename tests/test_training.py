@@ -135,3 +135,31 @@ def test_validation_every_few_epochs_and_always_the_last():
     assert four["val_top1"] == four["epochs"][-1]["val_top1"]
     assert validation_interval(12, 3) == 3 and validation_interval(10, 3) == 2
     assert validation_interval(7, 3) == 1 and validation_interval(2, 5) == 2
+
+
+def test_bf16_autocast_trains_with_fused_adamw_and_clipping():
+    """The precision option on a CPU: bf16 autocast with the fused AdamW and gradient clipping
+    of every profile (Lightning alone refuses that pair), finishing with finite numbers."""
+    train = {"steps": 4, "precision": "bf16-mixed", "grad_clip": 0.5, "bench_seconds": 0.01}
+    result = train_run(MICRO, SMALL, train, progress=False)
+    assert result["status"] == "ok", result["error"]
+    assert math.isfinite(result["test_loss"]) and math.isfinite(result["epochs"][-1]["train_loss"])
+
+
+def test_bf16_on_a_cpu_takes_the_math_attention_path():
+    """Inside ``cpu_bf16_kernels`` bf16 attention avoids the fused CPU kernel, slow in bf16."""
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import profile
+
+    from experiments.run.precision import cpu_bf16_kernels
+
+    q = torch.randn(2, 2, 16, 8, dtype=torch.bfloat16, requires_grad=True)
+
+    def ops(enabled: bool) -> set[str]:
+        with cpu_bf16_kernels(enabled), profile() as prof:
+            F.scaled_dot_product_attention(q, q, q).sum().backward()
+        return {e.key for e in prof.key_averages()}
+
+    assert any("flash" in name for name in ops(False))
+    assert not any("flash" in name for name in ops(True))

@@ -179,7 +179,10 @@ def build_report(
     reference = an.reference_dir(results_dir)
     claims = an.load_claims(ROOT / "ablations")
     paper_results = an.load_paper_results(reference / "paper_results.csv")
-    verdicts = cl.check_claims(results, claims, paper_results, metric)
+    checked = cl.check_claims(results, claims, paper_results, metric)
+    # the papers' claims; the repository's own (calibration/: a precision, a budget) apart
+    own = checked["paper"].isin(NOT_PAPERS)
+    verdicts, own_verdicts = checked[~own], checked[own]
 
     lines = ["# Ablation results", ""]
     lines += [
@@ -196,6 +199,17 @@ def build_report(
     if figures and (verdicts["verdict"] != "not run").any():
         paths = fg.save(fg.plot_claims(verdicts), results_dir / "figures", "claims")
         lines += [_link(paths[0], results_dir, "claims"), ""]
+    if (own_verdicts["verdict"] != "not run").any():
+        lines += [
+            "## Did the repository's own choices hold?",
+            "",
+            "Claims the calibration grids make about this repository's options (one family, "
+            "the same tests and Holm correction as a paper's claims): a run is only worth its "
+            "speed-up if it trains to the same accuracy.",
+            "",
+            markdown_table(cl.format_claims(own_verdicts)),
+            "",
+        ]
     table = budget.grid_budget(epochs, results)
     if len(table):
         lines += [

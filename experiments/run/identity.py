@@ -32,6 +32,11 @@ NEUTRAL = {"train": {"steps": None, "precise_bn": 0, "val_every": 1}}
 # Model toggles added later, per architecture: the values (the default, or None where inert)
 # at which the network is the one built before the toggle existed.
 NEUTRAL_TOGGLES = {"EfficientMod": {"norm": ("layernorm", None)}}
+# The precision a run trains in decides its numbers, not how its config spells it: ``auto`` is
+# fp32 on a CPU and bf16 on a GPU (``precision.resolve_precision``), so the hash takes the
+# resolved precision. fp32 is hashed as "auto", the spelling every fp32 run in the tables was
+# hashed with, so their ids stay valid and an explicit "32-true" on a CPU is the same run.
+FP32_HASHED_AS = "auto"
 
 
 def _plain(value: Any) -> Any:
@@ -90,10 +95,13 @@ def _typed(obj) -> dict:
 def resolve(config: dict) -> dict:
     """``{"model", "data", "train"}`` as written -> the same with every default resolved."""
     from experiments.run.data import DataConfig, data_info, resolve_val_size
+    from experiments.run.precision import resolve_precision
     from experiments.run.recipe import TrainConfig
 
     data = DataConfig(**config.get("data", {}))
     train = TrainConfig(**config.get("train", {}))
+    precision = resolve_precision(train.precision, train.accelerator)
+    train.precision = FP32_HASHED_AS if precision == "32-true" else precision
     info = data_info(data)
     data_d = _typed(data)
     data_d["val_size"] = resolve_val_size(data, info.train_size)

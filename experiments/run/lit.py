@@ -127,6 +127,19 @@ class ClassificationModule(L.LightningModule):
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
+        """Clip the gradients' global norm here, the same call Lightning makes in fp32.
+
+        Why: under ``bf16-mixed`` Lightning refuses to clip for a fused AdamW (a fused
+        optimizer may unscale fp16 gradients inside its step). bf16 has no loss scaler, so
+        nothing is scaled and clipping before the step is right in every precision.
+        """
+        if gradient_clip_val:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     # ------------------------------------------------------------------ resume
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep every RNG a training step draws from (dropout, drop-path, augmentation:

@@ -31,6 +31,7 @@ from experiments.run.cost import (
 from experiments.run.data import DataConfig
 from experiments.run.datamodule import ImageDataModule
 from experiments.run.lit import ClassificationModule, DivergedError
+from experiments.run.precision import cpu_bf16_kernels, on_gpu, resolve_precision
 from experiments.run.recipe import TrainConfig
 
 CHECKPOINT = "last.ckpt"
@@ -174,10 +175,8 @@ def train_run(
         name, model, num_classes=dm.num_classes, in_chans=c, img_size=h, train=vars(train_cfg)
     )
 
-    on_gpu = train_cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-    precision = train_cfg.precision
-    if precision == "auto":
-        precision = "bf16-mixed" if on_gpu else "32-true"
+    gpu = on_gpu(train_cfg.accelerator)
+    precision = resolve_precision(train_cfg.precision, train_cfg.accelerator)
     throughput = TrainThroughput()
     curves = EpochCurves(workdir / CURVES if workdir else None)
     bar = progress and sys.stdout.isatty()
@@ -211,7 +210,7 @@ def train_run(
     trainer = L.Trainer(
         max_epochs=max_epochs,
         max_steps=max_steps,
-        accelerator="gpu" if on_gpu else "cpu",
+        accelerator="gpu" if gpu else "cpu",
         devices=1,
         precision=precision,
         gradient_clip_val=train_cfg.grad_clip,
@@ -227,7 +226,13 @@ def train_run(
         default_root_dir=str(workdir) if workdir else None,
     )
     result: dict = {"status": "ok", "error": "", "diverged_epoch": None}
-    with PeakMemory() as memory, wall_clock() as wall, warnings.catch_warnings():
+    cpu_bf16 = precision == "bf16-mixed" and not gpu
+    with (
+        PeakMemory() as memory,
+        wall_clock() as wall,
+        warnings.catch_warnings(),
+        cpu_bf16_kernels(cpu_bf16),
+    ):
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         try:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from experiments.run.precision import cpu_bf16_kernels
 from experiments.run.recipe import fused_adamw_ok
 
 
@@ -71,8 +72,8 @@ def step_img_s(model: torch.nn.Module, opt: torch.optim.Optimizer, x, y, steps: 
 def step_seconds(model, x, y, seconds: float, bf16: bool = False) -> float:
     """Mean seconds per training step over ``seconds``, after two untimed warm-up steps."""
     opt = adamw(model)
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-    with ctx:
+    # the kernels a bf16 training run uses on a CPU (``experiments.run.precision``)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), cpu_bf16_kernels(bf16):
         for _ in range(2):
             train_step(model, opt, x, y)
         return seconds_per_call(lambda: train_step(model, opt, x, y), seconds, x)
