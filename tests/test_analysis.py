@@ -403,6 +403,22 @@ def test_report_without_notebooks(tmp_path):
     assert before == after, "rebuilding from unchanged tables must change nothing"
 
 
+def test_report_keeps_the_repositorys_own_claims_apart(tmp_path):
+    """Calibration claims (bf16 vs fp32) are not a paper's: their own table, their own family."""
+    results_dir = tmp_path / "results"
+    shutil.copytree(FIXTURE, results_dir)
+    (results_dir / "calibration").mkdir(exist_ok=True)
+    shutil.copy(ROOT / "results" / "calibration" / "precision.csv", results_dir / "calibration")
+    report.main(["--results", str(results_dir), "--no-notebooks", "--no-figures"])
+    text = (results_dir / "REPORT.md").read_text()
+    papers, own = text.split("## Did each paper's claim hold here?")[1].split(
+        "## Did the repository's own choices hold?"
+    )
+    claim = "bf16 autocast keeps the accuracy of fp32 (LocalViT)"
+    assert claim not in papers and claim in own.split("\n## ")[0]
+    assert "p (Holm, family)" in own
+
+
 def test_report_names_cells_that_share_runs(tmp_path):
     results_dir = tmp_path / "results"
     shutil.copytree(FIXTURE, results_dir)

@@ -117,7 +117,12 @@ def _mfu_rows(batch: int, seconds: float, models) -> list[dict]:
         print(
             f"{name} ({row['threads']} threads): {flops / 1e9:.2f} GFLOP/step, "
             f"{batch / t:.0f} img/s, MFU {100 * row['mfu_fp32']:.1f}% of "
-            f"{peak / 1e9:.0f} GFLOP/s fp32",
+            f"{peak / 1e9:.0f} GFLOP/s fp32"
+            + (
+                f"; bf16 autocast {row['speedup_bf16']:.2f}x fp32's speed"
+                if "step_s_bf16" in row
+                else ""
+            ),
             flush=True,
         )
     return rows
