@@ -218,3 +218,22 @@ def test_seconds_per_call_counts_every_call_and_calls_at_least_once():
     calls.clear()
     seconds_per_call(lambda: calls.append(None), seconds=0.0)
     assert len(calls) == 1
+
+
+def test_a_comparison_rerun_keeps_other_settings_and_other_cpus(tmp_path):
+    """Re-running at one setting replaces that setting's rows on this CPU only."""
+    from experiments.tools.official_source import merge_setting_rows
+
+    path = tmp_path / "official.csv"
+    old = pd.DataFrame(
+        {
+            "input": ["3x224", "3x224", "3x32"],
+            "threads": [1, 1, 1],
+            "cpu_capability": ["AVX2", "AVX512", "AVX512"],
+            "ratio": [1.1, 1.2, 1.3],
+        }
+    )
+    old.to_csv(path, index=False)
+    new = pd.DataFrame({"input": ["3x224"], "threads": [1], "cpu_capability": ["AVX512"]})
+    merged = merge_setting_rows(path, new.assign(ratio=1.25), ["input", "threads"])
+    assert sorted(merged["ratio"]) == [1.1, 1.25, 1.3]

@@ -45,6 +45,7 @@ from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
+    merge_setting_rows,
 )
 from experiments.tools.timing import clock_name, interleaved
 from modules.casvit import checkpoint_filter_fn
@@ -158,7 +159,8 @@ def main(argv=None) -> None:
                 )
             )
     table = pd.DataFrame(rows).assign(**provenance())  # provenance() records the threads
-    atomic_write_csv(table, results_root() / "bench" / "official_casvit.csv")
+    path = results_root() / "bench" / "official_casvit.csv"
+    atomic_write_csv(merge_setting_rows(path, table, ["size", "input", "batch", "threads"]), path)
 
 
 if __name__ == "__main__":

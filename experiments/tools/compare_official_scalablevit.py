@@ -50,6 +50,7 @@ from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
+    merge_setting_rows,
 )
 from experiments.tools.op_shares import ceiling_rows
 from experiments.tools.timing import interleaved
@@ -235,7 +236,10 @@ def main(argv=None) -> None:
         atomic_write_csv(ops, results_root() / "bench" / "official_scalablevit_ops.csv")
 
     table = pd.DataFrame(rows).assign(**provenance())
-    atomic_write_csv(table, results_root() / "bench" / "official_scalablevit.csv")
+    path = results_root() / "bench" / "official_scalablevit.csv"
+    atomic_write_csv(
+        merge_setting_rows(path, table, ["variant", "input", "batch", "threads"]), path
+    )
 
 
 if __name__ == "__main__":
