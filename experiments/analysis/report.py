@@ -182,7 +182,8 @@ def build_report(
     checked = cl.check_claims(results, claims, paper_results, metric)
     # the papers' claims; the repository's own (calibration/: a precision, a budget) apart
     own = checked["paper"].isin(NOT_PAPERS)
-    verdicts, own_verdicts = checked[~own], checked[own]
+    verdicts = checked[~own]
+    own_verdicts = checked[own & (checked["verdict"] != "not run")]  # no profile it never ran at
 
     lines = ["# Ablation results", ""]
     lines += [
@@ -199,7 +200,7 @@ def build_report(
     if figures and (verdicts["verdict"] != "not run").any():
         paths = fg.save(fg.plot_claims(verdicts), results_dir / "figures", "claims")
         lines += [_link(paths[0], results_dir, "claims"), ""]
-    if (own_verdicts["verdict"] != "not run").any():
+    if len(own_verdicts):
         lines += [
             "## Did the repository's own choices hold?",
             "",

@@ -373,13 +373,13 @@ def main(argv: list[str] | None = None) -> int:
                 torch.set_num_threads(saved)
             atomic_write_csv(stamped(df), out / filename)
     from experiments.tools import efficiency
+    from experiments.tools.official_source import merge_setting_rows
 
     if args.only in (None, "mfu"):
         df = stamped(efficiency.bench_mfu(threads=args.threads))
         path = Path(out) / "mfu.csv"
-        if args.threads and path.exists():  # keep the figures of the thread counts not re-run
-            old = pd.read_csv(path)
-            df = pd.concat([old[~old["threads"].isin(args.threads)], df], ignore_index=True)
+        if path.exists():  # keep the thread counts not re-run, and other CPUs' figures
+            df = merge_setting_rows(path, df, ["threads"])
         atomic_write_csv(df.sort_values(["threads"], kind="stable"), path)
     if args.only in (None, "overhead", "overhead-runs"):
         from experiments.analysis import stats
