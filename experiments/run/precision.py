@@ -36,8 +36,8 @@ def cpu_bf16_kernels(enabled: bool = True) -> Iterator[None]:
 
     Why: PyTorch's fused (flash) CPU kernel is slow in bf16, its backward above all: in a
     ``deit_micro`` training step at 1 thread on an AVX-512 BF16 / AMX CPU it took 800 ms of
-    1.29 s (fp32: 94 ms), so the step ran at 0.72x the speed of fp32. The math path computes
-    the same attention as bf16 matmuls (AMX) and a softmax; the step then runs at 1.33x fp32
+    1.29 s (fp32: 94 ms), so the step ran at 0.71x the speed of fp32. The math path computes
+    the same attention as bf16 matmuls (AMX) and a softmax; the step then runs at 1.37x fp32
     (``results/bench/mfu.csv``, ``speedup_bf16``). A GPU keeps the fused kernels.
     """
     if not enabled:
