@@ -222,7 +222,7 @@ def test_seconds_per_call_counts_every_call_and_calls_at_least_once():
 
 def test_a_comparison_rerun_keeps_other_settings_and_other_cpus(tmp_path):
     """Re-running at one setting replaces that setting's rows on this CPU only."""
-    from experiments.tools.official_source import merge_setting_rows
+    from experiments.run.store import merge_setting_rows
 
     path = tmp_path / "official.csv"
     old = pd.DataFrame(

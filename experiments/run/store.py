@@ -213,6 +213,20 @@ def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def merge_setting_rows(path: Path, table: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
+    """``table`` plus the rows already in ``path`` whose ``setting`` columns differ: a
+    benchmark re-run at one size or thread count keeps the figures of the others, and one
+    re-run on another instruction set (AVX2, AVX-512) keeps the first CPU's beside it."""
+    if not path.exists():
+        return table
+    old = pd.read_csv(path)
+    if not set(setting) <= set(old.columns):
+        return table
+    setting = [*setting, *(c for c in ("cpu_capability",) if c in old and c in table)]
+    same = old[setting].apply(tuple, axis=1).isin(table[setting].apply(tuple, axis=1))
+    return pd.concat([old[~same], table], ignore_index=True)
+
+
 def profile_stem(name: str, profile: str) -> str:
     """A table's file stem: ``name`` for the default profile, ``name.<profile>`` for the others."""
     return name if profile == DEFAULT_PROFILE else f"{name}.{profile}"

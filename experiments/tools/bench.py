@@ -42,7 +42,7 @@ import modules  # noqa: F401
 from experiments.run.data import DataConfig, random_crop_flip
 from experiments.run.datamodule import ImageDataModule
 from experiments.run.recipe import fused_adamw_ok
-from experiments.run.store import atomic_write_csv, provenance, results_root
+from experiments.run.store import atomic_write_csv, merge_setting_rows, provenance, results_root
 from experiments.run.train import train_run
 from experiments.tools.timing import clock_name, interleaved, seconds_per_call
 
@@ -373,7 +373,6 @@ def main(argv: list[str] | None = None) -> int:
                 torch.set_num_threads(saved)
             atomic_write_csv(stamped(df), out / filename)
     from experiments.tools import efficiency
-    from experiments.tools.official_source import merge_setting_rows
 
     if args.only in (None, "mfu"):
         df = stamped(efficiency.bench_mfu(threads=args.threads))

@@ -40,12 +40,11 @@ import torch
 from torch import nn
 
 import modules  # noqa: F401  (registers our models)
-from experiments.run.store import atomic_write_csv, provenance, results_root
+from experiments.run.store import atomic_write_csv, merge_setting_rows, provenance, results_root
 from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
-    merge_setting_rows,
 )
 from experiments.tools.timing import clock_name, interleaved
 from modules.casvit import checkpoint_filter_fn

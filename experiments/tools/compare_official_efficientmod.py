@@ -34,12 +34,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import modules  # noqa: F401  (registers our models)
-from experiments.run.store import atomic_write_csv, provenance, results_root
+from experiments.run.store import atomic_write_csv, merge_setting_rows, provenance, results_root
 from experiments.tools.official_source import (
     add_timing_arguments,
     apply_timing_arguments,
     import_official_file,
-    merge_setting_rows,
 )
 from experiments.tools.timing import clock_name, interleaved, train_step
 from modules.efficientmod import load_official_efficientmod

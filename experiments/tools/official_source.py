@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import pandas as pd
 import torch
 
 OLD_TIMM_MODULES = (("timm.models.layers", "timm.layers"), ("timm.models.registry", "timm.models"))
@@ -48,17 +47,3 @@ def apply_timing_arguments(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-
-
-def merge_setting_rows(path: Path, table: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
-    """``table`` plus the rows already in ``path`` whose ``setting`` columns differ: a
-    comparison re-run at one size or thread count keeps the figures of the others, and one
-    re-run on another instruction set (AVX2, AVX-512) keeps the first CPU's beside it."""
-    if not path.exists():
-        return table
-    old = pd.read_csv(path)
-    if not set(setting) <= set(old.columns):
-        return table
-    setting = [*setting, *(c for c in ("cpu_capability",) if c in old and c in table)]
-    same = old[setting].apply(tuple, axis=1).isin(table[setting].apply(tuple, axis=1))
-    return pd.concat([old[~same], table], ignore_index=True)
