@@ -74,7 +74,7 @@ bench: setup ## speed and memory figures, written under results/bench/
 	$(PY) -m experiments bench
 
 gpu-check: setup ## the GPU path (bf16, channels_last, compile, runs sharing a GPU) -> results/bench/gpu.csv
-	$(PY) -m experiments.tools.gpu_check
+	$(PY) -m experiments.tools.gpu_check --grid ablations/localvit/layers.yaml
 
 dashboard: setup ## optuna-dashboard on the run storage, bound to 127.0.0.1
 	$(VENV)/bin/optuna-dashboard --host 127.0.0.1 $(if $(STORAGE),$(STORAGE),runs/optuna.journal)

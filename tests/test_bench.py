@@ -66,10 +66,17 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
 
     out = tmp_path / "gpu.csv"
     argv = ["--device", "cpu", "--models", "deit_micro", "--seconds", "0.1", "--batch", "8"]
-    assert gpu_check.main([*argv, "--concurrent", "1", "--no-compile", "--out", str(out)]) == 0
+    grid = ["--grid", "ablations/localvit/layers.yaml", "--grid-profile", "smoke",
+            "--grid-workers", "2", "--grid-seeds", "1"]  # fmt: skip
+    assert (
+        gpu_check.main([*argv, "--concurrent", "1", "--no-compile", "--out", str(out), *grid]) == 0
+    )
     df = pd.read_csv(out)
-    assert {"fp32", "bf16", "bf16+channels_last"} <= set(df["setting"])
-    assert df["runs_per_hour"].notna().sum() == 1
+    assert {"fp32", "bf16", "bf16+channels_last", "grid x2 processes"} <= set(df["setting"])
+    assert df["runs_per_hour"].notna().sum() == 2  # the shared-device probe and the grid
+    runs = pd.read_csv(tmp_path / "gpu_runs.csv")  # the grid ran end to end, as a user runs it
+    assert len(runs) == 6 and (runs["status"] == "ok").all() and set(runs["seed"]) == {0}
+    assert (tmp_path / "gpu_runs.epochs.csv").is_file()
 
 
 def test_overhead_in_runs_is_the_time_outside_training():

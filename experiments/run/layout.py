@@ -7,7 +7,10 @@ answer is to measure on the machine at hand: for each layout (w workers x t thre
 the cores) start w probe processes at once, each training the grid's baseline model for a
 few steps at t threads on batches of the grid's size, and add their images per second. The
 layout with the most images per second wins; fewer workers win ties within 5% (less memory,
-and runs finish in order). ``--workers N`` skips the measurement.
+and runs finish in order). ``--workers N`` skips the measurement. On a machine with a GPU the
+probes train on it, in the precision the runs would use, since the workers share it: a micro
+model leaves an H200 mostly idle, and 8 workers ran ``localvit/layers`` (18 quick runs) in
+119 s there (``results/bench/gpu.csv``).
 
     python -m experiments.run.layout '{"name": "localvit_micro"}' --batch 64 --size 28 --chans 1
 """
@@ -49,23 +52,33 @@ def pick(layouts: list[Layout]) -> Layout:
     return min(close, key=lambda x: x.workers)
 
 
-def probe_img_s(model: dict, batch: int, size: int, chans: int, classes: int, seconds: float):
-    """Training images per second of ``model`` in this process (after two warm-up steps)."""
+def probe_img_s(
+    model: dict, batch: int, size: int, chans: int, classes: int, seconds: float,
+    precision: str = "auto",
+) -> float:  # fmt: skip
+    """Training images per second of ``model`` in this process (after two warm-up steps), on
+    the device and in the precision a run would train in here: on a machine with a GPU the
+    workers share it, and it is the GPU's throughput under that sharing that decides."""
     import torch
 
     from experiments.run.models import create_model
+    from experiments.run.precision import on_gpu, resolve_precision
     from experiments.tools.timing import step_seconds
 
     kwargs = dict(model)
     name = kwargs.pop("name")
-    net = create_model(name, classes, chans, size, **kwargs).train()
-    x, y = torch.randn(batch, chans, size, size), torch.randint(0, classes, (batch,))
-    return batch / step_seconds(net, x, y, seconds)
+    device = torch.device("cuda" if on_gpu() else "cpu")
+    net = create_model(name, classes, chans, size, **kwargs).to(device).train()
+    x = torch.randn(batch, chans, size, size, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
+    bf16 = resolve_precision(precision) == "bf16-mixed"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda"):
+        return batch / step_seconds(net, x, y, seconds, bf16=bf16 and device.type == "cpu")
 
 
 def measure(
     model: dict, batch: int, size: int, chans: int, classes: int, cores: int, runs: int,
-    seconds: float = 4.0,
+    seconds: float = 4.0, precision: str = "auto",
 ) -> list[Layout]:  # fmt: skip
     """Every candidate layout, each measured with its workers running at the same time."""
     out = []
@@ -73,6 +86,7 @@ def measure(
         argv = [sys.executable, "-m", "experiments.run.layout", json.dumps(model)]
         argv += ["--batch", str(batch), "--size", str(size), "--chans", str(chans)]
         argv += ["--classes", str(classes), "--seconds", str(seconds), "--probe"]
+        argv += ["--precision", precision]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), ABLATE_THREADS=str(threads))
         procs = [
             subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True)
@@ -93,7 +107,7 @@ def choose(spec, profile: str, runs: int, cores: int | None = None) -> tuple[Lay
     info = data_info(data)
     layouts = measure(
         base["model"], data.batch_size, info.size, info.channels, info.num_classes or 10,
-        cores, runs,
+        cores, runs, precision=base.get("train", {}).get("precision", "auto"),
     )  # fmt: skip
     return pick(layouts), layouts
 
@@ -107,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--cores", type=int, default=None)
+    p.add_argument("--precision", default="auto", help="train.precision of the runs")
     p.add_argument("--probe", action="store_true", help="one probe: print this process's img/s")
     args = p.parse_args(argv)
     model = json.loads(args.model)
@@ -114,12 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(int(os.environ.get("ABLATE_THREADS", torch.get_num_threads())))
-        print(probe_img_s(model, args.batch, args.size, args.chans, args.classes, args.seconds))
+        print(probe_img_s(model, args.batch, args.size, args.chans, args.classes, args.seconds,
+                          args.precision))  # fmt: skip
         return 0
     cores = args.cores or os.cpu_count() or 1
     layouts = measure(
-        model, args.batch, args.size, args.chans, args.classes, cores, cores, args.seconds
-    )
+        model, args.batch, args.size, args.chans, args.classes, cores, cores, args.seconds,
+        args.precision,
+    )  # fmt: skip
     for x in layouts:
         print(f"{x.workers} worker(s) x {x.threads} thread(s): {x.img_s:.0f} img/s")
     best = pick(layouts)

@@ -11,6 +11,13 @@ matmul peak of the same dtype. A micro model cannot fill a large GPU alone, so t
 setting is then run by ``--concurrent`` processes at once on the one GPU: their summed images
 per second, and the quick-profile runs per hour that gives, are the figures that matter for a
 campaign. Nothing is downloaded: the inputs are random tensors of the quick profile's shape.
+
+``--grid SPEC`` then runs that grid end to end at the quick profile through the runner, as a
+user would (``python -m experiments run``, Lightning, the real data, ``--grid-workers``
+processes sharing the GPU), in a scratch results folder: its wall time gives the real runs per
+hour, and its accuracies, set beside the committed CPU (fp32) table's, say whether the GPU path
+(bf16 autocast, channels_last) trains the models as well. Its per-run table is written beside
+``--out`` (``gpu_runs.csv``).
 """
 
 from __future__ import annotations
@@ -18,8 +25,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +46,16 @@ SETTINGS = {
     "bf16+channels_last": {"bf16": True, "channels_last": True, "compile": False},
     "bf16+channels_last+compile": {"bf16": True, "channels_last": True, "compile": True},
 }
-QUICK_IMAGES_PER_RUN = 3 * 4000 + 2000 + 10000  # 3 epochs of training, validation, test
+PROFILES = Path(__file__).resolve().parents[2] / "ablations" / "profiles.yaml"
+
+
+def quick_training_images() -> int:
+    """Training images of one quick-profile run (steps x batch): the microbenchmark's runs per
+    hour count training alone, an upper bound that ``--grid`` measures for real."""
+    import yaml
+
+    quick = yaml.safe_load(PROFILES.read_text())["quick"]
+    return int(quick["train"]["steps"]) * int(quick["data"]["batch_size"])
 
 
 def _sync(device: torch.device) -> None:
@@ -103,12 +121,17 @@ def concurrent(name: str, setting: str, n: int, batch: int, seconds: float, devi
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda")
-    p.add_argument("--models", nargs="+", default=MICRO_MODELS)
+    p.add_argument("--models", nargs="*", default=MICRO_MODELS)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--concurrent", type=int, default=4, help="processes sharing the device")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--out", default="results/bench/gpu.csv")
+    p.add_argument("--grid", default=None, help="then run this grid spec end to end")
+    p.add_argument("--grid-workers", type=int, nargs="+", default=[8],
+                   help="processes sharing the device in the --grid run (one run each)")  # fmt: skip
+    p.add_argument("--grid-seeds", type=int, default=3)
+    p.add_argument("--grid-profile", default="quick")
     p.add_argument("--probe", default=None, help=argparse.SUPPRESS)
     p.add_argument("--setting", default="bf16+channels_last", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -143,11 +166,23 @@ def main(argv: list[str] | None = None) -> int:
         ]
         best = max(ok, key=lambda r: r["img_s"])["setting"]
         total = concurrent(name, best, args.concurrent, args.batch, args.seconds, args.device)
-        runs_h = total * 3600 / QUICK_IMAGES_PER_RUN
+        runs_h = total * 3600 / quick_training_images()
         rows.append({"model": name, "setting": f"{best} x{args.concurrent} processes",
                      "img_s": total, "runs_per_hour": runs_h})  # fmt: skip
         print(f"{name}: {args.concurrent} processes at once: {total:.0f} img/s, "
-              f"about {runs_h:.0f} quick-profile runs per hour on one device", flush=True)  # fmt: skip
+              f"about {runs_h:.0f} quick-profile runs per hour on one device (training "
+              "steps only)", flush=True)  # fmt: skip
+        _write(rows, label, args)  # after every model: a run cut short keeps what it measured
+    for workers in args.grid_workers if args.grid else []:
+        rows.append(
+            run_grid(args.grid, workers, args.grid_seeds, Path(args.out), args.grid_profile)
+        )
+        _write(rows, label, args)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _write(rows: list[dict], label: str, args) -> None:
     df = pd.DataFrame(rows).assign(
         device=label,
         batch=args.batch,
@@ -156,8 +191,59 @@ def main(argv: list[str] | None = None) -> int:
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
-    print(f"wrote {args.out}")
-    return 0
+
+
+def run_grid(spec: str, workers: int, seeds: int, out: Path, profile: str = "quick") -> dict:
+    """Run grid ``spec`` at ``profile`` with ``workers`` processes, as a user would, in a
+    scratch results folder; its runs go to ``gpu_runs.csv`` beside ``out``, and the returned
+    row holds the wall time, the runs per hour and the test top-1 against the committed table's
+    (seeds ``0..seeds-1`` on both sides)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [sys.executable, "-m", "experiments", "run", spec, "--profile", profile,
+                "--workers", str(workers), "--seeds", str(seeds), "--results", f"{tmp}/results",
+                "--storage", f"{tmp}/queue.journal", "--no-progress"]  # fmt: skip
+        start = time.perf_counter()
+        rc = subprocess.run(argv).returncode
+        wall = time.perf_counter() - start
+        tables = [p for p in Path(tmp, "results").rglob("*.csv") if ".epochs" not in p.name]
+        runs = pd.concat([pd.read_csv(p) for p in tables]) if tables else pd.DataFrame()
+        if tables:
+            dest = out.with_name("gpu_runs.csv")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            runs.assign(workers=workers).to_csv(dest, index=False)
+            shutil.copy(tables[0].with_name(tables[0].stem + ".epochs.csv"),
+                        out.with_name("gpu_runs.epochs.csv"))  # fmt: skip
+    ok = runs[runs["status"] == "ok"] if len(runs) else runs
+    row = {"model": spec, "setting": f"grid x{workers} processes", "exit_status": rc,
+           "runs": len(ok), "wall_s": wall, "runs_per_hour": len(ok) * 3600 / wall}  # fmt: skip
+    if len(ok):
+        row |= {"run_s_median": ok["run_s"].median(), "test_top1": ok["test_top1"].mean()}
+        committed = _committed_table(ok)
+        if committed is not None:
+            cpu = committed[committed["seed"] < seeds]
+            cpu = cpu[cpu["cell"].isin(ok["cell"])].groupby("cell")["test_top1"].mean()
+            gpu = ok.groupby("cell")["test_top1"].mean()
+            row["test_top1_minus_committed_cpu"] = float((gpu - cpu).mean())
+            for cell in gpu.index:
+                print(
+                    f"  {cell}: here {gpu[cell]:.2f}, committed {cpu.get(cell, float('nan')):.2f}"
+                )
+    print(
+        f"{spec}: {row['runs']} runs with {workers} processes in {wall:.0f} s: "
+        f"{row['runs_per_hour']:.0f} runs per hour on one device",
+        flush=True,
+    )
+    return row
+
+
+def _committed_table(runs: pd.DataFrame) -> pd.DataFrame | None:
+    """The committed quick-profile table of the grid these runs belong to, if there is one."""
+    paper, table = runs["paper"].iloc[0], runs["table"].iloc[0]
+    path = Path(__file__).resolve().parents[2] / "results" / paper / f"{table}.csv"
+    if not path.is_file():
+        return None
+    df = pd.read_csv(path)
+    return df[(df["status"] == "ok") & (df["profile"] == runs["profile"].iloc[0])]
 
 
 if __name__ == "__main__":

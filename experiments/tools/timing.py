@@ -51,10 +51,13 @@ def seconds_per_call(
     """Mean seconds per call of ``fn``, called until ``seconds`` have passed on ``clock(x)``
     (at least once; warm-up is the caller's)."""
     now = clock(x)
+    sync = torch.cuda.synchronize if x is not None and x.is_cuda else (lambda: None)
+    sync()
     count, start = 0, now()
     while count == 0 or now() - start < seconds:
         fn()
         count += 1
+    sync()  # a GPU runs behind the Python loop: count the steps it has queued
     return (now() - start) / count
 
 
