@@ -163,3 +163,20 @@ def test_bf16_on_a_cpu_takes_the_math_attention_path():
 
     assert any("flash" in name for name in ops(False))
     assert not any("flash" in name for name in ops(True))
+
+
+def test_the_phase_clock_splits_a_run_into_training_validation_and_test():
+    """``bench --only overhead`` splits a run's time with PhaseClock: every phase is timed once
+    it ran, and together they stay inside the run's wall time."""
+    import time
+
+    from experiments.run.cost import PhaseClock
+
+    clock = PhaseClock()
+    start = time.perf_counter()
+    result = train_run(MICRO, SMALL, {"steps": 7}, progress=False, callbacks=[clock])
+    wall = time.perf_counter() - start
+    assert result["status"] == "ok"
+    assert set(clock.seconds) == {"train_batches", "validation", "test"}
+    assert all(s > 0 for s in clock.seconds.values())
+    assert sum(clock.seconds.values()) < min(wall, result["wall_s"])

@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.utils.flop_counter as fc
 
+from modules.layers.small_map_conv import plain_convolutions
+
 
 def _register_cpu_sdpa() -> None:
     op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
@@ -44,7 +46,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     was_training = model.training
     model.eval()
     try:
-        with fc.FlopCounterMode(display=False) as counter, torch.no_grad():
+        # plain_convolutions: a conv computed as a matmul still counts as the conv it is
+        with fc.FlopCounterMode(display=False) as counter, torch.no_grad(), plain_convolutions():
             model(x)
     finally:
         model.train(was_training)
@@ -153,3 +156,45 @@ def wall_clock():
         yield out
     finally:
         out["seconds"] = time.perf_counter() - start
+
+
+class PhaseClock(L.Callback):
+    """Wall seconds a run spends in its training batches, its validation passes and its test
+    pass: what is left of the run's time is set-up, data, epoch boundaries and cost counting
+    (``bench --only overhead`` splits a run's fixed overhead this way)."""
+
+    PHASES = ("train_batches", "validation", "test")
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self._start: float | None = None
+
+    def _begin(self, pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        self._start = time.perf_counter()
+
+    def _end(self, pl_module, phase: str) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        if self._start is not None:
+            self.seconds[phase] += time.perf_counter() - self._start
+        self._start = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self._begin(pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self._end(pl_module, "train_batches")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._begin(pl_module)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._end(pl_module, "validation")
+
+    def on_test_start(self, trainer, pl_module) -> None:
+        self._begin(pl_module)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._end(pl_module, "test")

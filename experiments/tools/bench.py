@@ -330,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         help="thread counts of the MFU and small-map figures, e.g. 1 or 1,2 (default: 1 and all)",
     )
     p.add_argument("--results", default=None, help="results folder (default results/)")
+    p.add_argument("--profiles", nargs="+", default=["pilot", "quick"],
+                   help="the profiles whose run the overhead figure times")  # fmt: skip
     args = p.parse_args(argv)
     out = results_root(args.results) / "bench"
     prov = provenance()
@@ -357,7 +359,10 @@ def main(argv: list[str] | None = None) -> int:
                 parts.append(bench_small_map(args.repeats, 64, 3))
         finally:
             torch.set_num_threads(saved)
-        atomic_write_csv(stamped(pd.concat(parts, ignore_index=True)), out / "small_map_conv.csv")
+        df, path = stamped(pd.concat(parts, ignore_index=True)), out / "small_map_conv.csv"
+        if path.exists():  # keep the thread counts not re-run, and other CPUs' figures
+            df = merge_setting_rows(path, df, ["threads"])
+        atomic_write_csv(df, path)
     single = (args.threads or (1,))[0]  # these figures take one thread count
     figures = [("compile", lambda: bench_compile(args.repeats, 64, 5), "compile.csv"),
                ("optimizer", bench_optimizer, "optimizer.csv"),
@@ -387,9 +392,12 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_csv(stamped(table), Path(out) / "overhead_runs.csv")
         print(table.to_string(index=False), flush=True)
     if args.only in (None, "overhead"):
-        rows = [efficiency.bench_overhead(profile=p) for p in ("pilot", "quick")]
+        rows = [efficiency.bench_overhead(profile=p) for p in args.profiles]
         df = stamped(pd.DataFrame(rows))
-        atomic_write_csv(df, Path(out) / "overhead.csv")
+        path = Path(out) / "overhead.csv"
+        if path.exists():  # keep the profiles not re-run, and other CPUs' figures
+            df = merge_setting_rows(path, df, ["profile"])
+        atomic_write_csv(df, path)
     if args.only in (None, "layout"):
         df = stamped(efficiency.bench_layout())
         atomic_write_csv(df, Path(out) / "layout.csv")

@@ -30,7 +30,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import modules  # noqa: F401
+from experiments.run.cost import PhaseClock
 from experiments.tools.timing import clock_name, seconds_per_call, step_seconds
+from modules.layers.small_map_conv import plain_convolutions
 
 MICRO_MODELS = ["deit_micro", "localvit_micro", "efficientmod_micro", "scalablevit_micro",
                 "casvit_micro"]  # fmt: skip
@@ -59,7 +61,7 @@ def step_flops(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     forward, the usual MFU convention). The backward is not counted directly because
     ``FlopCounterMode``'s formula for grouped convolutions' backward ignores the groups and
     overcounts depth-wise convs by their channel count (LocalViT's step read 164% MFU)."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), plain_convolutions():
         model(x)
     return 3 * counter.get_total_flops()
 
@@ -151,8 +153,9 @@ def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dic
         split = data_info(cfg).train_size
         images = split - resolve_val_size(cfg, split)
     per_epoch = math.ceil(images / cfg.batch_size)
+    phases = PhaseClock()
     start = time.perf_counter()
-    result = train_run({"name": model}, data, train, seed=0, progress=False)
+    result = train_run({"name": model}, data, train, seed=0, progress=False, callbacks=[phases])
     run_s = time.perf_counter() - start
     steps = train.get("steps") or train.get("epochs", 3) * per_epoch
     net = timm.create_model(model, num_classes=10, in_chans=1).train()
@@ -172,12 +175,19 @@ def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dic
         "fixed_overhead_s": fixed,
         "overhead_share": fixed / run_s,
         "overhead_share_with_start": (fixed + start_s) / (run_s + start_s),
+        # where the run's time went (PhaseClock): the training batches as the loop ran them,
+        # the validation passes, the test pass, and the rest (set-up, data, cost counting)
+        **{f"{k}_s": v for k, v in phases.seconds.items()},
+        "other_s": run_s - sum(phases.seconds.values()),
+        "validation_share": phases.seconds["validation"] / run_s,
+        "test_share": phases.seconds["test"] / run_s,
     }
     print(
         f"{model} at {profile}: {run_s:.1f} s, of which {steps} bare steps "
         f"{steps * step_s:.1f} s; fixed overhead {fixed:.1f} s = "
         f"{100 * row['overhead_share']:.1f}% of the run (+ interpreter start {start_s:.1f} s "
-        "once per worker)",
+        f"once per worker); validation {row['validation_s']:.1f} s, test {row['test_s']:.1f} s, "
+        f"set-up, data and cost counting {row['other_s']:.1f} s",
         flush=True,
     )
     return row
