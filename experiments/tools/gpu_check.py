@@ -52,9 +52,9 @@ PROFILES = Path(__file__).resolve().parents[2] / "ablations" / "profiles.yaml"
 def quick_training_images() -> int:
     """Training images of one quick-profile run (steps x batch): the microbenchmark's runs per
     hour count training alone, an upper bound that ``--grid`` measures for real."""
-    import yaml
+    from experiments.config.toplevel import load_profile_defaults
 
-    quick = yaml.safe_load(PROFILES.read_text())["quick"]
+    quick = load_profile_defaults(PROFILES)["quick"]
     return int(quick["train"]["steps"]) * int(quick["data"]["batch_size"])
 
 

@@ -22,14 +22,16 @@ taps in the padding count too), and its weight gradient is a matmul plus a scatt
 of oneDNN's slow depth-wise weight-gradient kernel. Per training step of one layer (forward
 and backward, batch 64, one thread, channels_last, AVX2), against explicit padding: k7 on 4x4
 4.1-5.1x, on 5x5 2.9x, on 6x6 2.3x, k5 on 3x3 1.7x; but k3 on 2x2 0.7x, hence the rule
-(and on a 7x7 map a k7 matrix does the conv's own count of multiply-adds, for nothing). Outputs agree with ``nn.Conv2d`` to rounding (about 1e-7), gradients to about 1e-6
-relative. ``plain_convolutions()`` turns both fast paths off, for counting the layer's FLOPs
-and MACs as the convolution they are (a conv's count includes its padding taps).
+(and on a 7x7 map a k7 matrix does the conv's own count of multiply-adds, for nothing).
+Outputs agree with ``nn.Conv2d`` to rounding (about 1e-7), gradients to about 1e-6 relative.
+``plain_convolutions()`` turns both fast paths off, for counting the layer's FLOPs and MACs
+as the convolution they are (a conv's count includes its padding taps).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Iterator
 
 import torch
@@ -37,18 +39,18 @@ import torch.nn.functional as F
 from torch import nn
 
 DENSE_MIN_TAPS = 25  # kernels of at least 5x5 take the dense path on maps smaller than them
-_PLAIN = [False]
+_PLAIN = contextvars.ContextVar("plain_convolutions", default=False)
 
 
 @contextlib.contextmanager
 def plain_convolutions() -> Iterator[None]:
     """Every ``SmallMapConv2d`` runs as ``nn.Conv2d`` inside: FLOP and MAC counts then count
     the convolution, not the matmul that computes it."""
-    before, _PLAIN[0] = _PLAIN[0], True
+    token = _PLAIN.set(True)
     try:
         yield
     finally:
-        _PLAIN[0] = before
+        _PLAIN.reset(token)
 
 
 def dense_index(h: int, w: int, k: int, p: int, device=None) -> torch.Tensor:
@@ -73,7 +75,7 @@ class SmallMapConv2d(nn.Conv2d):
     def _conv_forward(
         self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
-        if _PLAIN[0] or not self._pads_explicitly(input):
+        if _PLAIN.get() or not self._pads_explicitly(input):
             return super()._conv_forward(input, weight, bias)
         if self._is_dense(input):
             return self._dense_forward(input, weight, bias)
