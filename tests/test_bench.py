@@ -127,23 +127,30 @@ def test_bench_small_map_times_both_convs_on_the_same_weights(monkeypatch):
     seen = []
 
     def fake_interleaved(models, x, y, repeats, steps):
-        ours, plain = models["small_map"], models["conv2d"]
+        ours, plain, padded = models["small_map"], models["conv2d"], models["explicit_padding"]
+        smc = [m for m in padded.modules() if type(m) is SmallMapConv2d]
         seen.append(
             (
                 any(type(m) is SmallMapConv2d for m in ours.modules()),
                 any(type(m) is SmallMapConv2d for m in plain.modules()),
                 all(
-                    torch.equal(a, b)
-                    for a, b in zip(ours.parameters(), plain.parameters(), strict=True)
+                    torch.equal(a, b) and torch.equal(a, c)
+                    for a, b, c in zip(
+                        ours.parameters(), plain.parameters(), padded.parameters(), strict=True
+                    )
                 ),
+                bool(smc) and all(m.dense_min_taps == float("inf") for m in smc),
             )
         )
-        return {"small_map": [2.0] * repeats, "conv2d": [1.0] * repeats}
+        return {"small_map": [2.0] * repeats, "conv2d": [1.0] * repeats,
+                "explicit_padding": [1.6] * repeats}  # fmt: skip
 
     monkeypatch.setattr(bench, "interleaved", fake_interleaved)
     df = bench.bench_small_map(repeats=2, batch=2, steps=1)
-    assert seen == [(True, False, True)] * len(bench.SMALL_MAP_MODELS)
+    assert seen == [(True, False, True, True)] * len(bench.SMALL_MAP_MODELS)
     assert len(df) == 2 * len(bench.SMALL_MAP_MODELS) and (df["ratio"] == 2.0).all()
+    assert (df["ratio_vs_explicit_padding"] == 1.25).all()
+    assert SmallMapConv2d.dense_min_taps == 25  # the arm's setting stays on its copies
 
 
 def test_provenance_keeps_a_figures_own_thread_count(tmp_path, monkeypatch):

@@ -8,9 +8,10 @@ machine cancels out as far as it can:
   the same model and the same in-memory tensors.
 - ``models``: training-step throughput of each variant divided by its baseline at the quick
   profile's input (localvit_micro / deit_micro, ...).
-- ``small-map``: training-step throughput of models whose convs pad explicitly on maps
-  smaller than the kernel (``modules.layers.small_map_conv``) over the same models with plain
-  ``nn.Conv2d``, same weights.
+- ``small-map``: training-step throughput of models whose convs pad explicitly, or run as a
+  matmul, on maps smaller than the kernel (``modules.layers.small_map_conv``) over the same
+  models with plain ``nn.Conv2d``, and over the same models with explicit padding only (the
+  matmul path off), same weights.
 - ``compile``: training-step throughput of every micro model under ``torch.compile``
   (inductor) over the same model in eager mode, same weights, with the compile time; on CPU
   this decides whether ``train.compile`` is worth turning on for a run.
@@ -174,7 +175,8 @@ SMALL_MAP_MODELS = [
 
 
 def bench_small_map(repeats: int, batch: int, steps: int) -> pd.DataFrame:
-    """img/s with ``SmallMapConv2d`` over the same model with plain ``nn.Conv2d``."""
+    """img/s with ``SmallMapConv2d`` over the same model with plain ``nn.Conv2d``, and over
+    the same model with its dense (matmul) path off, so explicit padding only."""
     import copy
 
     from modules.layers.small_map_conv import SmallMapConv2d
@@ -182,20 +184,27 @@ def bench_small_map(repeats: int, batch: int, steps: int) -> pd.DataFrame:
     rows = []
     for name, kwargs, chans, size in SMALL_MAP_MODELS:
         ours = timm.create_model(name, num_classes=10, in_chans=chans, **kwargs)
-        plain = copy.deepcopy(ours)
+        plain, padded = copy.deepcopy(ours), copy.deepcopy(ours)
         for m in plain.modules():
             if type(m) is SmallMapConv2d:
                 m.__class__ = torch.nn.Conv2d
+        for m in padded.modules():
+            if type(m) is SmallMapConv2d:
+                m.dense_min_taps = float("inf")
         x = torch.randn(batch, chans, size, size).contiguous(memory_format=torch.channels_last)
         y = torch.randint(0, 10, (batch,))
-        speed = interleaved({"small_map": ours, "conv2d": plain}, x, y, repeats, steps)
+        models = {"small_map": ours, "conv2d": plain, "explicit_padding": padded}
+        speed = interleaved(models, x, y, repeats, steps)
         toggles = " ".join(f"{k}={v}" for k, v in kwargs.items())
-        for a, b in zip(speed["small_map"], speed["conv2d"], strict=True):
+        for a, b, c in zip(*speed.values(), strict=True):
             rows.append({"model": name, "toggles": toggles, "input": f"{chans}x{size}",
                          "batch": batch, "threads": torch.get_num_threads(), "clock": clock_name(x),
-                         "small_map_img_s": a, "conv2d_img_s": b, "ratio": a / b})  # fmt: skip
+                         "small_map_img_s": a, "conv2d_img_s": b, "ratio": a / b,
+                         "explicit_padding_img_s": c, "ratio_vs_explicit_padding": a / c})  # fmt: skip
         ratio = statistics.median(r["ratio"] for r in rows[-repeats:])
-        print(f"{name} {toggles} {chans}x{size}: SmallMapConv2d / Conv2d {ratio:.3f}", flush=True)
+        dense = statistics.median(r["ratio_vs_explicit_padding"] for r in rows[-repeats:])
+        print(f"{name} {toggles} {chans}x{size}: SmallMapConv2d / Conv2d {ratio:.3f}, "
+              f"/ explicit padding only {dense:.3f}", flush=True)  # fmt: skip
     return pd.DataFrame(rows)
 
 
