@@ -237,13 +237,14 @@ def run_grid(spec: str, workers: int, seeds: int, out: Path, profile: str = "qui
 
 
 def _committed_table(runs: pd.DataFrame) -> pd.DataFrame | None:
-    """The committed quick-profile table of the grid these runs belong to, if there is one."""
-    paper, table = runs["paper"].iloc[0], runs["table"].iloc[0]
-    path = Path(__file__).resolve().parents[2] / "results" / paper / f"{table}.csv"
+    """The committed table of the grid and profile these runs belong to, if there is one."""
+    from experiments.run.store import result_paths
+
+    path, _ = result_paths(runs["grid"].iloc[0], runs["profile"].iloc[0])
     if not path.is_file():
         return None
     df = pd.read_csv(path)
-    return df[(df["status"] == "ok") & (df["profile"] == runs["profile"].iloc[0])]
+    return df[df["status"] == "ok"]
 
 
 if __name__ == "__main__":
