@@ -164,3 +164,38 @@ def test_papers_are_separate_families():
     ])  # fmt: skip
     v = cl.check_claims(both, claims, NO_PAPER)
     assert (v["family_size"] == 1).all() and (v["verdict"] == "agrees").all()
+
+
+def test_not_worse_is_a_one_sided_test_against_the_margin():
+    """'At least as good' is non-inferiority: a clearly better cell agrees (TOST would say
+    disagrees), a cell clearly worse by more than the margin disagrees, a borderline one is
+    inconclusive; the p is the one-sided test's and the interval's lower end is its bound."""
+    base = [80.0, 81.0, 79.5, 80.5, 80.2, 79.8]
+    jitter = [0.1, -0.1, 0.2, 0.0, -0.2, 0.1]
+    cells = {"x=a": base} | {
+        f"x={name}": [v + shift + d for v, d in zip(base, jitter, strict=True)]
+        for name, shift in {"better": 2.0, "same": 0.0, "worse": -2.0, "edge": -0.5}.items()
+    }
+    rows = [(f"{name} not worse", f"x={name}", "x=a", 1) for name in
+            ("better", "same", "worse", "edge")]  # fmt: skip
+    table = claims_table(rows).assign(expect="not_worse")
+    v = cl.check_claims(results(cells), table, NO_PAPER).set_index("claim")
+    assert v.loc["better not worse", "verdict"] == "agrees"
+    assert v.loc["same not worse", "verdict"] == "agrees"
+    assert v.loc["worse not worse", "verdict"] == "disagrees"
+    assert v.loc["edge not worse", "verdict"] == "inconclusive"
+    diff = np.array(cells["x=same"]) - np.array(base)
+    one_sided = stats.ttest_1samp(diff, -0.5, alternative="greater").pvalue
+    assert v.loc["same not worse", "p_test"] == pytest.approx(one_sided)
+    # the interval is drawn at 1 - 2 alpha_i, so its lower end is the one-sided bound
+    r = v.loc["same not worse"]
+    bound = r["delta"] - stats.t.ppf(1 - r["level"], r["df"]) * r["se"]
+    assert r["ci_low"] == pytest.approx(bound)
+    assert r["ci_level"] == pytest.approx(1 - 2 * r["level"])
+    # the same data read as a claim of no difference: the better cell disagrees
+    as_equivalence = cl.check_claims(results(cells), claims_table(rows).assign(
+        expected_sign=0), NO_PAPER).set_index("claim")  # fmt: skip
+    assert as_equivalence.loc["better not worse", "verdict"] == "disagrees"
+    shown = cl.format_claims(v.reset_index()).set_index("claim")
+    assert shown.loc["better not worse", "expected"] == "≥ −0.5"
+    assert shown.loc["better not worse", "claim holds"] == "yes"

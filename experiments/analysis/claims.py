@@ -11,7 +11,11 @@ Per claim, over the seeds both cells ran (paired differences ``cell - versus_cel
 - a directional claim (``expect: better`` or ``worse``) is tested for a difference by a
   two-sided paired t-test;
 - a claim of no difference (``expect: equivalent``) is tested by TOST (two one-sided paired
-  t-tests against ``-margin`` and ``+margin``).
+  t-tests against ``-margin`` and ``+margin``);
+- a claim that the cell is at least as good as the other (``expect: not_worse``: "keeps the
+  accuracy", "comes close to") is a non-inferiority claim, tested by the one-sided paired t-test
+  against ``-margin``. Testing it for equivalence would make a cell that is clearly *better*
+  disagree with a claim that it is not worse.
 
 Holm compares the i-th smallest p with ``alpha / (m - i + 1)``, where ``m`` counts every claim
 the paper's specs make (a claim not run yet still costs its share, so verdicts cannot get
@@ -24,6 +28,9 @@ interval and one read from the adjusted p are the same verdict. Verdicts:
   difference, its TOST rejects; for a directional claim, the difference it claims is smaller
   than the margin);
 - ``disagrees`` for a claim of no difference: the interval lies wholly beyond the margin;
+- for a non-inferiority claim, drawn at ``1 - 2 alpha_i`` like TOST (its lower end is the
+  one-sided bound): ``agrees`` when it lies above ``-margin``, ``disagrees`` when it lies wholly
+  below ``-margin``;
 - ``inconclusive``: none of these; ``not run``: a cell has no ok run.
 
 ``decided`` (a verdict other than inconclusive) and ``precise`` (the interval is narrower than
@@ -49,28 +56,43 @@ from experiments.analysis.stats import (
 )
 
 ALPHA = 0.05
+# expect -> the test a claim gets (see module doc)
+TESTS = {"better": "difference", "worse": "difference", "equivalent": "equivalence",
+         "not_worse": "non-inferiority"}  # fmt: skip
 VERDICTS = ["agrees", "disagrees", "equivalent", "inconclusive", "not run"]
 DIRECTIONAL = {1: "+", -1: "−"}
 
 
 def paired_t(diff: np.ndarray, margin: float) -> dict:
-    """Mean, standard error, df, the two-sided p of no difference and the TOST p for ±margin."""
+    """Mean, standard error, df, the two-sided p of no difference, the TOST p for ±margin and
+    the non-inferiority p (one-sided, H0: delta <= -margin)."""
     n = len(diff)
     mean = float(diff.mean()) if n else math.nan
     if n < 2:
         return {"n_pairs": n, "delta": mean, "se": math.nan, "df": 0, "p": math.nan,
-                "p_tost": math.nan}  # fmt: skip
+                "p_tost": math.nan, "p_noninf": math.nan}  # fmt: skip
     se = float(diff.std(ddof=1) / math.sqrt(n))
     df = n - 1
     if se == 0:  # every seed gives the same difference: the tests degenerate to certainty
         p = 1.0 if mean == 0 else 0.0
         p_tost = 0.0 if abs(mean) < margin else 1.0
+        p_noninf = 0.0 if mean > -margin else 1.0
     else:
         p = float(2 * stats.t.sf(abs(mean) / se, df))
-        lower = stats.t.sf((mean + margin) / se, df)  # H0: delta <= -margin
+        p_noninf = float(stats.t.sf((mean + margin) / se, df))  # H0: delta <= -margin
         upper = stats.t.cdf((mean - margin) / se, df)  # H0: delta >= +margin
-        p_tost = float(max(lower, upper))
-    return {"n_pairs": n, "delta": mean, "se": se, "df": df, "p": p, "p_tost": p_tost}
+        p_tost = float(max(p_noninf, upper))
+    return {"n_pairs": n, "delta": mean, "se": se, "df": df, "p": p, "p_tost": p_tost,
+            "p_noninf": p_noninf}  # fmt: skip
+
+
+def claim_test(r) -> str:
+    """difference, equivalence or non-inferiority; rows without ``expect`` read the sign."""
+    expect = r.get("expect") if isinstance(r, dict) else getattr(r, "expect", None)
+    if isinstance(expect, str) and expect:
+        return TESTS[expect]
+    sign = r["expected_sign"] if isinstance(r, dict) else r.expected_sign
+    return "equivalence" if int(sign) == 0 else "difference"
 
 
 def holm_levels(pvalues: np.ndarray, m: int, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +134,12 @@ def claim_verdict(r: dict) -> str:
         return "inconclusive"
     margin, sign = r["margin"], int(r["expected_sign"])
     eq_low, eq_high = r["eq_low"], r["eq_high"]
-    if sign == 0:
+    test = claim_test(r)
+    if test == "non-inferiority":
+        if r["p_adjusted"] < r["alpha"]:
+            return "agrees"
+        return "disagrees" if eq_high < -margin else "inconclusive"
+    if test == "equivalence":
         if r["p_adjusted"] < r["alpha"]:
             return "equivalent"
         if eq_low > margin or eq_high < -margin:
@@ -128,14 +155,16 @@ def claim_verdict(r: dict) -> str:
 def _family_rows(rows: list[dict], m: int, alpha: float) -> None:
     """Holm across one paper's claims, in place: adjusted p, level, intervals, verdict."""
     tested = [r for r in rows if r["verdict"] != "not run"]
-    p = np.array([r["p_tost"] if int(r["expected_sign"]) == 0 else r["p"] for r in tested])
+    which = {"difference": "p", "equivalence": "p_tost", "non-inferiority": "p_noninf"}
+    p = np.array([r[which[claim_test(r)]] for r in tested])
     adjusted, levels = holm_levels(p, m, alpha)
     for r, p_test, p_adj, level in zip(tested, p, adjusted, levels, strict=True):
         r.update(p_test=p_test, p_adjusted=p_adj, level=level, alpha=alpha, family_size=m)
         r["delta_low"], r["delta_high"] = _interval(r["delta"], r["se"], r["df"], level)
         r["eq_low"], r["eq_high"] = _interval(r["delta"], r["se"], r["df"], 2 * level)
         r["verdict"] = claim_verdict(r)
-        shown = (r["eq_low"], r["eq_high"]) if int(r["expected_sign"]) == 0 else None
+        margin_test = claim_test(r) != "difference"
+        shown = (r["eq_low"], r["eq_high"]) if margin_test else None
         low, high = shown or (r["delta_low"], r["delta_high"])
         r["ci_low"], r["ci_high"] = low, high
         r["ci_level"] = 1 - (2 * level if shown else level)
@@ -175,6 +204,7 @@ def check_claims(
                     "claim": c.claim,
                     "cell": c.cell,
                     "versus_cell": c.versus_cell,
+                    "expect": getattr(c, "expect", ""),
                     "expected_sign": int(c.expected_sign),
                     "margin": margin,
                     "verdict": "not run" if pairs.empty else "",
@@ -196,8 +226,8 @@ def check_claims(
 
 
 CLAIM_RESULT_COLUMNS = [
-    "paper", "grid", "profile", "claim", "cell", "versus_cell", "expected_sign", "margin",
-    "n_pairs", "delta", "se", "df", "p", "p_tost", "p_test", "p_adjusted", "family_size",
+    "paper", "grid", "profile", "claim", "cell", "versus_cell", "expect", "expected_sign",
+    "margin", "n_pairs", "delta", "se", "df", "p", "p_tost", "p_noninf", "p_test", "p_adjusted", "family_size",
     "alpha", "level", "delta_low", "delta_high", "eq_low", "eq_high", "ci_low", "ci_high",
     "ci_level", "precise", "p_improve", "verdict", "paper_value", "paper_versus_value",
     "paper_delta", "source", "note",
@@ -211,6 +241,16 @@ def claim_holds(verdict: str, expected_sign: int) -> str:
     if verdict == "agrees" or (verdict == "equivalent" and int(expected_sign) == 0):
         return "yes"
     return "no"
+
+
+def _expected_label(r) -> str:
+    """+ / − for a direction, ≈ ±margin for no difference, ≥ −margin for not worse."""
+    test = claim_test(r)
+    if test == "non-inferiority":
+        return f"≥ −{r.margin:g}"
+    if test == "equivalence":
+        return f"≈ ±{r.margin:g}"
+    return DIRECTIONAL[int(r.expected_sign)]
 
 
 def format_claims(verdicts: pd.DataFrame) -> pd.DataFrame:
@@ -228,7 +268,7 @@ def format_claims(verdicts: pd.DataFrame) -> pd.DataFrame:
                 "profile": r.profile,
                 "claim": r.claim,
                 "comparison": f"{r.cell} vs {r.versus_cell}",
-                "expected": DIRECTIONAL.get(int(r.expected_sign), f"≈ ±{r.margin:g}"),
+                "expected": _expected_label(r),
                 "ours: Δ (pp) [adjusted CI]": format_interval(
                     r.delta, r.ci_low, r.ci_high, sign=True
                 )

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from experiments.analysis import stats as an
 from experiments.analysis import sweeps as sw
+from experiments.analysis.claims import claim_test
 
 STYLE = {"style": "whitegrid", "context": "notebook"}
 VERDICT_COLORS = {
@@ -360,7 +361,7 @@ def plot_claims(verdicts: pd.DataFrame) -> Figure:
     """Each paper's claims in its own panel row: ours (left) and the paper's Δ (right).
 
     Our Δ is signed so that right of zero means the claim's direction (claims of no difference
-    keep their sign and show the margin as a band); its interval is the Holm-adjusted one the
+    keep their sign and show the margin as a band, not-worse claims the allowed loss); its interval is the Holm-adjusted one the
     verdict used. Every panel has its own x-scale, so a 0.5 pp effect is as readable as a 20 pp
     one, and the paper's ImageNet Δ never shares an axis with ours.
     """
@@ -394,8 +395,9 @@ def plot_claims(verdicts: pd.DataFrame) -> Figure:
         colors = [VERDICT_COLORS.get(v, "0.5") for v in rows["verdict"]]
         _forest(ax, delta, yv, np.nan_to_num(delta - lo), np.nan_to_num(hi - delta), colors)
         for yi, r in zip(yv, rows.itertuples(), strict=True):
-            if int(r.expected_sign) == 0:
-                ax.fill_betweenx([yi - 0.3, yi + 0.3], -r.margin, r.margin, color="0.85", zorder=1)
+            band = {"equivalence": r.margin, "non-inferiority": 0.0}.get(claim_test(r))
+            if band is not None:  # the margin: ±margin, or the loss a not-worse claim allows
+                ax.fill_betweenx([yi - 0.3, yi + 0.3], -r.margin, band, color="0.85", zorder=1)
         ax.axvline(0, color="0.2", linewidth=1)
         labels = [
             "\n".join(textwrap.wrap(f"{r.grid.split('/')[-1]}: {r.claim}", 60))
@@ -424,7 +426,10 @@ def plot_claims(verdicts: pd.DataFrame) -> Figure:
     for verdict, color in VERDICT_COLORS.items():
         axes[0][0].scatter([], [], c=color, marker="D", label=verdict)
     axes[0][0].legend(loc="best", fontsize="small", title="verdict", title_fontsize="small")
-    fig.suptitle("Did each paper claim hold here? (grey band: the margin of a no-difference claim)")
+    fig.suptitle(
+        "Did each paper claim hold here? (grey band: the margin of a no-difference claim, "
+        "or the loss a not-worse claim allows)"
+    )
     return fig
 
 

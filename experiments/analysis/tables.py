@@ -120,6 +120,7 @@ CLAIM_COLUMNS = [
     "claim",
     "cell",
     "versus_cell",
+    "expect",
     "expected_sign",
     "margin",
     "paper_table",
@@ -134,8 +135,9 @@ CLAIM_COLUMNS = [
 def load_claims(ablations_dir: str | Path | None = None) -> pd.DataFrame:
     """The papers' claims as data, from the ``claims:`` of every grid spec under ``ablations/``.
 
-    One row per claim: ``cell`` beats ``versus_cell`` (``expected_sign`` 1), loses to it (-1) or
-    matches it (0); ``paper_table``/``paper_model`` (and ``versus_*``) point into
+    One row per claim: ``cell`` beats ``versus_cell`` (``expect`` better, ``expected_sign`` 1),
+    loses to it (worse, -1), matches it (equivalent, 0) or is not worse than it by more than the
+    margin (not_worse, 1); ``paper_table``/``paper_model`` (and ``versus_*``) point into
     ``paper_results.csv`` where the paper publishes a number for the cell.
     """
     from experiments.config.spec import EXPECTS, find_specs, load_spec
@@ -152,9 +154,10 @@ def load_claims(ablations_dir: str | Path | None = None) -> pd.DataFrame:
                     "claim": c["text"],
                     "cell": c["cell"],
                     "versus_cell": c["versus"],
+                    "expect": c["expect"],
                     "expected_sign": EXPECTS[c["expect"]],
                     "margin": float(c.get("margin", 0.5)),
-                    **{k: str(c.get(k, "")) for k in CLAIM_COLUMNS[7:]},
+                    **{k: str(c.get(k, "")) for k in CLAIM_COLUMNS[8:]},
                 }
             )
     claims = pd.DataFrame(rows, columns=CLAIM_COLUMNS)

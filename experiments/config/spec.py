@@ -45,14 +45,16 @@ TOP_KEYS = {
     "against",
     "sweep": "name of a sweep in ablations/sweeps/ that tunes each cell first",
     "claims": "a list of the paper's claims this grid tests, each a mapping with "
-    "text, cell, versus, expect (better/worse/equivalent) and optionally margin, source, note",
+    "text, cell, versus, expect (better/worse/equivalent/not_worse) and optionally margin, "
+    "source, note",
 }
 CLAIM_KEYS = {
     "text": "the claim in words",
     "cell": "the cell the claim is about, a cell label of this grid ('axis=value, ...')",
     "versus": "the cell it is compared with",
-    "expect": "better, worse or equivalent",
-    "margin": "equivalence margin in percentage points (default 0.5)",
+    "expect": "better, worse, equivalent (no difference beyond ±margin) or not_worse (the cell "
+    "is at most margin below versus: 'at least as good', 'keeps the accuracy')",
+    "margin": "equivalence / non-inferiority margin in percentage points (default 0.5)",
     "source": "where the paper makes the claim",
     "note": "anything a reader of the verdict should know",
     "paper_table": "the paper's table of the cell's published number (paper_results.csv)",
@@ -62,7 +64,8 @@ CLAIM_KEYS = {
 }
 # paper_results.csv, where the claims' paper_table/paper_model references point
 PAPER_RESULTS = Path(__file__).resolve().parents[2] / "results" / "reference" / "paper_results.csv"
-EXPECTS = {"better": 1, "worse": -1, "equivalent": 0}
+# expect -> the sign of the effect the claim is about (0: none); not_worse is about cell >= versus
+EXPECTS = {"better": 1, "worse": -1, "equivalent": 0, "not_worse": 1}
 
 
 # ----------------------------------------------------------------------------- model

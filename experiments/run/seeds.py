@@ -8,8 +8,10 @@ or precise, or its cells reach ``cap`` seeds. The rule looks at interval width a
 (``experiments.analysis.claims``: Holm across the paper's claims).
 
 A claim is *open* when its verdict is ``inconclusive`` and its adjusted interval is at least as
-wide as its margin. (An interval narrower than the margin always decides the claim at that
-level: either it excludes 0, or it lies inside ±margin.)
+wide as its margin. (An interval narrower than the margin decides a difference or equivalence
+claim at that level: either it excludes 0, or it lies inside ±margin. A not-worse claim whose
+narrow interval straddles -margin stays inconclusive: more seeds would only locate the loss
+more precisely, around the margin itself.)
 """
 
 from __future__ import annotations
