@@ -17,13 +17,17 @@ import tempfile
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import pandas as pd
 
-from experiments.analysis import budget, compute
+from experiments.analysis import budget, compute, projection, stopping_error
 from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import stats as an
 from experiments.analysis import sweeps as sw
+from experiments.analysis.claims import ALPHA
+from experiments.config.toplevel import load_profile_defaults
+from experiments.run.seeds import SeedPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -170,6 +174,75 @@ def _grid_section(
     return lines
 
 
+def _profile_defaults() -> dict:
+    """ablations/profiles.yaml: the shared profiles and their seed schedules."""
+    return load_profile_defaults(ROOT / "ablations" / "profiles.yaml")
+
+
+def _looks_paragraph(claims: pd.DataFrame) -> list[str]:
+    """The false-decision rate of each adaptive seed schedule, simulated (stopping_error)."""
+    out = []
+    defaults = _profile_defaults()
+    sizes = claims.groupby("paper").size()
+    for profile, layer in defaults.items():
+        seeds = (layer or {}).get("seeds")
+        if not seeds or not seeds.get("cap") or sizes.empty:
+            continue
+        policy = SeedPolicy(**seeds)
+        first = 3  # the seeds every paper grid starts with (its spec's ``seeds: 3``)
+        looks = list(range(first, policy.cap + 1, policy.batch))
+        m = int(sizes.max())
+        rate = stopping_error.false_decision_rate(ALPHA / m, batch=policy.batch, cap=policy.cap)
+        loose = stopping_error.false_decision_rate(ALPHA, batch=policy.batch, cap=policy.cap)
+        out += [
+            f"**Looking again (simulated, profile {profile}).** The schedule tests a claim after "
+            f"{', '.join(map(str, looks))} seeds and stops once it is decided, so a claim with no "
+            "effect is called *agrees* or *disagrees* more often than its Holm level says. Over "
+            "20,000 simulated no-effect claims (sd of paired differences 0.5 pp, margin 0.5 pp), "
+            f"the first Holm step of the largest family ({m} claims, level {ALPHA / m:.4f}) "
+            f"decides {100 * rate:.2f}% of them ({rate / (ALPHA / m):.1f}× the level), and a "
+            f"level of {ALPHA} decides {100 * loose:.1f}%. The verdicts here are read at the Holm "
+            "level with no correction for the looks (`experiments/analysis/stopping_error.py`).",
+            "",
+        ]
+    return out
+
+
+def _open_claims_section(verdicts: pd.DataFrame, results: pd.DataFrame) -> list[str]:
+    """What deciding the still-inconclusive claims would cost, for the owner of the seed cap."""
+    adaptive = [prof for prof, layer in _profile_defaults().items()
+                if ((layer or {}).get("seeds") or {}).get("cap")]  # fmt: skip
+    projected = projection.project_open_claims(verdicts[verdicts["profile"].isin(adaptive)])
+    if projected.empty:
+        return []
+    table = projected.assign(
+        delta=projected["delta"].map(lambda v: f"{v:+.2f}"),
+        sd=projected["sd"].map(lambda v: f"{v:.2f}"),
+        projected_n=projected["projected_n"].map(
+            lambda v: f"{v:.0f}" if np.isfinite(v) else f"> {projection.N_MAX}"
+        ),
+    )[["grid", "profile", "claim", "n", "delta", "sd", "projected_n"]]
+    table.columns = ["grid", "profile", "claim", "n", "Δ (pp)", "sd of paired Δ",
+                     "projected seeds"]  # fmt: skip
+    return [
+        "## What would deciding the open claims cost?",
+        "",
+        "For each *inconclusive* claim of a profile with a seed schedule: the seeds at which its Holm-level interval would decide "
+        "it if the mean and sd of its paired differences stayed as observed and its Holm level "
+        "stayed where it is (a projection: the mean moves with more seeds, and the level only "
+        "rises as other claims are decided). The seed schedule stops at the profile's cap, so "
+        "these runs happen only if the cap is raised; the second table is their cost at each "
+        "grid's median run time (a cell shared by several claims runs to the largest n any of "
+        "them needs). A higher cap also adds looks at the data, each another chance to stop "
+        "on a chance verdict (*Looking again*, above).",
+        "",
+        markdown_table(table),
+        "",
+        markdown_table(projection.cost_to_decide(projected, results)),
+        "",
+    ]
+
+
 def build_report(
     results_dir: str | Path = "results",
     *,
@@ -198,6 +271,7 @@ def build_report(
         "",
         METHODS,
         "",
+        *_looks_paragraph(claims[~claims["paper"].isin(NOT_PAPERS)]),
         "## Did each paper's claim hold here?",
         "",
         markdown_table(cl.format_claims(verdicts)),
@@ -250,6 +324,7 @@ def build_report(
             markdown_table(cost.astype(object).where(cost.notna(), "")),
             "",
         ]
+    lines += _open_claims_section(verdicts, results)
 
     known = paper_names()
     papers = known + sorted(set(results["paper"]) - set(known))
