@@ -156,3 +156,24 @@ def test_max_rounds_limits_the_rounds_that_train(workspace, monkeypatch):
     assert seeds().max().tolist() == [2, 2]  # one round of batch 1, cap 3
     runner.run_grid(path, "quick", progress=False, claims_only=True, max_rounds=1)
     assert seeds().max().tolist() == [2, 2] and seeds().size().tolist() == [3, 3]  # at the cap
+
+
+def test_the_campaign_ends_with_the_cost_of_its_open_claims():
+    verdicts = pd.DataFrame(
+        {
+            "paper": "p", "grid": "p/g", "profile": "quick",
+            "claim": ["a beats o", "b beats o", "c beats o"], "cell": ["x=a", "x=b", "x=c"],
+            "versus_cell": "x=o", "expect": "better", "expected_sign": 1, "margin": 0.5,
+            "n_pairs": 3, "delta": [0.25, 0.25, 2.0], "se": 0.25, "level": 0.05 / 3,
+            "verdict": ["inconclusive", "inconclusive", "agrees"],
+        }
+    )  # fmt: skip
+    results = pd.DataFrame(
+        [{"paper": "p", "grid": "p/g", "profile": "quick", "cell": c, "seed": s,
+          "status": "ok", "run_s": 100.0, "wall_s": 90.0, "threads": 2}
+         for c in ("x=a", "x=b", "x=c", "x=o") for s in range(3)]
+    )  # fmt: skip
+    message = campaign.open_claims_message("p", verdicts, results)
+    assert message.startswith("[p] 2 claim(s) still inconclusive;")
+    assert "seeds.cap" in message and "more runs" in message
+    assert campaign.open_claims_message("p", verdicts.iloc[[2]], results) is None

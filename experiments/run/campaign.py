@@ -73,4 +73,38 @@ def run_campaign(
     for job in jobs:
         finish(job, results_dir)
     print(f"[{paper}] campaign: every claim decided, precise or at the seed cap", flush=True)
+    message = _open_at_cap(paper, profile, results_dir, root)
+    if message:
+        print(message, flush=True)
     return passes
+
+
+def _open_at_cap(paper: str, profile: str, results_dir: Path | None, root: Path) -> str | None:
+    """What the paper's claims left inconclusive at the cap would cost to decide."""
+    from experiments.analysis import claims as cl
+    from experiments.analysis import stats as an
+    from experiments.run import store
+
+    results = an.load_results(store.results_root(results_dir), profile=profile)
+    if results.empty:
+        return None
+    claims = an.load_claims(root)
+    verdicts = cl.check_claims(results, claims[claims["paper"] == paper])
+    return open_claims_message(paper, verdicts[verdicts["profile"] == profile], results)
+
+
+def open_claims_message(paper: str, verdicts, results) -> str | None:
+    """One line for the end of a campaign: the claims still open and the projected cost."""
+    from experiments.analysis import projection
+
+    projected = projection.project_open_claims(verdicts)
+    if projected.empty:
+        return None
+    cost = projection.cost_to_decide(projected, results).iloc[0]
+    hours = cost.filter(like="machine hours").iloc[0]
+    return (
+        f"[{paper}] {len(projected)} claim(s) still inconclusive; if their "
+        f"effects hold, deciding them needs a median of {cost['median projected seeds']:.0f} "
+        f"seeds, {cost['extra runs']} more runs, about {hours:.1f} h on a 2-core machine "
+        "(raise seeds.cap in ablations/profiles.yaml; REPORT.md lists them)"
+    )
