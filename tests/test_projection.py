@@ -15,7 +15,7 @@ import pytest
 
 from experiments.analysis import claims as cl
 from experiments.analysis import projection as pj
-from experiments.analysis.stopping_error import false_decision_rate
+from experiments.analysis.stopping_error import false_decision_rate, schedule_looks
 
 NO_PAPER = pd.DataFrame(columns=["paper", "table", "model", "value"])
 
@@ -92,3 +92,11 @@ def test_one_look_keeps_the_level_and_more_looks_inflate_it():
     quick = false_decision_rate(level, cap=12, reps=40_000)
     longer = false_decision_rate(level, cap=30, reps=40_000)
     assert quick > 1.5 * level and longer >= quick
+
+
+def test_the_simulated_looks_are_the_schedules():
+    assert schedule_looks(3, 3, 12) == [3, 6, 9, 12]
+    assert schedule_looks(3, 6, 24) == [3, 9, 15, 21, 24]
+    assert schedule_looks(3, 3, 0) == [3]
+    explicit = false_decision_rate(0.05, looks=[3, 6, 9, 12], reps=5_000)
+    assert explicit == false_decision_rate(0.05, batch=3, cap=12, reps=5_000)

@@ -81,7 +81,9 @@ METHODS = (
     "holds* says whether the "
     "verdict supports the paper. "
     "**Seeds (the stopping rule).** A grid runs its claim cells first, on the spec's seeds "
-    "(3). Under a profile with `seeds: {batch, cap}` (quick: 3 and 12) each claim that is "
+    "(3). Under a profile with `seeds: {batch, cap}` (quick: 6 and 24; 3 and 12 until "
+    "2026-12-04, so a claim open at 12 seeds was next looked at after 18 and 24) each claim "
+    "that is "
     "*inconclusive* and whose adjusted interval is at least its margin wide gets `batch` more "
     "seeds on both its cells, round after round, until it is decided, its interval is narrower "
     "than its margin, or its cells reach `cap` seeds; the rule reads verdicts and interval "
@@ -179,32 +181,51 @@ def _profile_defaults() -> dict:
     return load_profile_defaults(ROOT / "ablations" / "profiles.yaml")
 
 
+# schedules a profile ran before its present one, and the looks a claim still open at the
+# old cap gets under the new: (looks under the old schedule, looks of a claim carried over)
+EARLIER_SCHEDULES = {"quick": ([3, 6, 9, 12], [3, 6, 9, 12, 18, 24])}
+
+
 def _looks_paragraph(claims: pd.DataFrame) -> list[str]:
     """The false-decision rate of each adaptive seed schedule, simulated (stopping_error)."""
     out = []
-    defaults = _profile_defaults()
     sizes = claims.groupby("paper").size()
-    for profile, layer in defaults.items():
+    for profile, layer in _profile_defaults().items():
         seeds = (layer or {}).get("seeds")
         if not seeds or not seeds.get("cap") or sizes.empty:
             continue
         policy = SeedPolicy(**seeds)
         first = 3  # the seeds every paper grid starts with (its spec's ``seeds: 3``)
-        looks = list(range(first, policy.cap + 1, policy.batch))
         m = int(sizes.max())
-        rate = stopping_error.false_decision_rate(ALPHA / m, batch=policy.batch, cap=policy.cap)
-        loose = stopping_error.false_decision_rate(ALPHA, batch=policy.batch, cap=policy.cap)
-        out += [
+        level = ALPHA / m
+
+        def rate(looks: list[int], at: float = level) -> float:
+            return stopping_error.false_decision_rate(at, looks=looks)
+
+        looks = stopping_error.schedule_looks(first, policy.batch, policy.cap)
+        now = rate(looks)
+        text = (
             f"**Looking again (simulated, profile {profile}).** The schedule tests a claim after "
-            f"{', '.join(map(str, looks))} seeds and stops once it is decided, so a claim with no "
-            "effect is called *agrees* or *disagrees* more often than its Holm level says. Over "
-            "20,000 simulated no-effect claims (sd of paired differences 0.5 pp, margin 0.5 pp), "
-            f"the first Holm step of the largest family ({m} claims, level {ALPHA / m:.4f}) "
-            f"decides {100 * rate:.2f}% of them ({rate / (ALPHA / m):.1f}× the level), and a "
-            f"level of {ALPHA} decides {100 * loose:.1f}%. The verdicts here are read at the Holm "
-            "level with no correction for the looks (`experiments/analysis/stopping_error.py`).",
-            "",
-        ]
+            f"{', '.join(map(str, looks))} seeds and stops once it is decided, so a claim with "
+            "no effect is called *agrees* or *disagrees* more often than its Holm level says. "
+            "Over 20,000 simulated no-effect claims (sd of paired differences 0.5 pp, margin "
+            f"0.5 pp), the first Holm step of the largest family ({m} claims, level "
+            f"{level:.4f}) decides {100 * now:.2f}% of them ({now / level:.1f}× the level), and a "
+            f"level of {ALPHA} decides {100 * rate(looks, ALPHA):.1f}%."
+        )
+        if profile in EARLIER_SCHEDULES:
+            old, carried = EARLIER_SCHEDULES[profile]
+            text += (
+                f" Under the earlier schedule (looks after {', '.join(map(str, old))}) the first "
+                f"figure was {rate(old) / level:.1f}×; a claim open at {old[-1]} seeds when the "
+                f"schedule changed is looked at after {', '.join(map(str, carried))}: "
+                f"{rate(carried) / level:.1f}×."
+            )
+        text += (
+            " The verdicts here are read at the Holm level with no correction for the looks "
+            "(`experiments/analysis/stopping_error.py`)."
+        )
+        out += [text, ""]
     return out
 
 
@@ -230,11 +251,11 @@ def _open_claims_section(verdicts: pd.DataFrame, results: pd.DataFrame) -> list[
         "For each *inconclusive* claim of a profile with a seed schedule: the seeds at which its Holm-level interval would decide "
         "it if the mean and sd of its paired differences stayed as observed and its Holm level "
         "stayed where it is (a projection: the mean moves with more seeds, and the level only "
-        "rises as other claims are decided). The seed schedule stops at the profile's cap, so "
-        "these runs happen only if the cap is raised; the second table is their cost at each "
-        "grid's median run time (a cell shared by several claims runs to the largest n any of "
-        "them needs). A higher cap also adds looks at the data, each another chance to stop "
-        "on a chance verdict (*Looking again*, above).",
+        "rises as other claims are decided). The seed schedule adds seeds round by round up to "
+        "the profile's cap; a claim projected beyond the cap stays open there. The second table "
+        "is the cost of the projected seeds at each grid's median run time (a cell shared by several claims runs to the largest n any of "
+        "them needs). Every round is another look at the data, another chance to stop on a "
+        "chance verdict (*Looking again*, above).",
         "",
         markdown_table(table),
         "",

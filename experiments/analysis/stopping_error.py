@@ -19,20 +19,31 @@ import numpy as np
 from scipy import stats
 
 
+def schedule_looks(first: int, batch: int, cap: int) -> list[int]:
+    """The seed counts at which the schedule tests a claim: ``first``, then ``batch`` more per
+    round, the last round stopping at ``cap`` (``experiments.run.seeds.next_seeds``)."""
+    looks = [first]
+    while looks[-1] < cap:
+        looks.append(min(looks[-1] + batch, cap))
+    return looks
+
+
 def false_decision_rate(
     level: float,
     *,
     first: int = 3,
     batch: int = 3,
     cap: int = 12,
+    looks: list[int] | None = None,
     sd: float = 0.5,
     margin: float = 0.5,
     reps: int = 20_000,
     seed: int = 0,
 ) -> float:
-    """Share of simulated no-effect claims the schedule calls agrees or disagrees."""
+    """Share of simulated no-effect claims the schedule calls agrees or disagrees; ``looks``
+    (seed counts) replaces the schedule ``first``/``batch``/``cap`` describes."""
     rng = np.random.default_rng(seed)
-    looks = list(range(first, max(cap, first) + 1, batch)) if cap > first else [first]
+    looks = looks or schedule_looks(first, batch, cap)
     diffs = rng.normal(0.0, sd, size=(reps, looks[-1]))
     live = np.ones(reps, dtype=bool)
     wrong = np.zeros(reps, dtype=bool)
