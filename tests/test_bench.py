@@ -171,11 +171,14 @@ def test_kernel_shares_split_the_step_into_dense_and_the_rest():
     from experiments.tools.op_shares import ceiling_rows, kernel_shares
 
     torch.manual_seed(0)
-    dense = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
-    # the same matmul with a long elementwise tail: more time outside dense kernels
-    tail = [torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10)]
-    tail += [torch.nn.GELU() for _ in range(30)]
-    heavy = torch.nn.Sequential(*tail)
+    # matmuls large enough that their time is not lost in the noise of a busy machine
+    def net(gelus: int) -> torch.nn.Sequential:
+        layers = [torch.nn.Flatten(), torch.nn.Linear(28 * 28, 1024)]
+        layers += [torch.nn.GELU() for _ in range(gelus)]
+        return torch.nn.Sequential(*layers, torch.nn.Linear(1024, 10))
+
+    dense = net(0)
+    heavy = net(40)  # the same matmuls with a long elementwise chain between them
     x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
     shares = kernel_shares(dense, x, y, steps=2)
     assert shares["dense_s"] > 0 and shares["other_s"] > 0
