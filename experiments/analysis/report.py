@@ -82,7 +82,8 @@ METHODS = (
     "verdict supports the paper. "
     "**Seeds (the stopping rule).** A grid runs its claim cells first, on the spec's seeds "
     "(3). Under a profile with `seeds: {batch, cap}` (quick: 6 and 24; 3 and 12 until "
-    "2026-12-04, so a claim open at 12 seeds was next looked at after 18 and 24) each claim "
+    "2026-12-04; the rounds follow the new schedule's 3, 9, 15, 21, 24, so a claim open at 12 "
+    "seeds is next looked at after 15, 21 and 24) each claim "
     "that is "
     "*inconclusive* and whose adjusted interval is at least its margin wide gets `batch` more "
     "seeds on both its cells, round after round, until it is decided, its interval is narrower "
@@ -183,7 +184,7 @@ def _profile_defaults() -> dict:
 
 # schedules a profile ran before its present one, and the looks a claim still open at the
 # old cap gets under the new: (looks under the old schedule, looks of a claim carried over)
-EARLIER_SCHEDULES = {"quick": ([3, 6, 9, 12], [3, 6, 9, 12, 18, 24])}
+EARLIER_SCHEDULES = {"quick": ([3, 6, 9, 12], [3, 6, 9, 12, 15, 21, 24])}
 
 
 def _looks_paragraph(claims: pd.DataFrame) -> list[str]:
