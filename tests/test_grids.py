@@ -157,6 +157,26 @@ def test_a_run_is_shared_between_grids(workspace):
     assert sum(not t.user_attrs.get("reused") for t in trained) == 1
 
 
+def test_a_run_two_grids_trained_keeps_its_own_row_in_each(workspace):
+    """A run trained once per grid (before grids shared runs) stays its grid's own training
+    when the grid reruns: same date and no shared_from, so the compute table counts both."""
+    run_grid(write_grid(workspace, axis="model.depth: [1, 2]", seeds=1), "quick", progress=False)
+    # named to sort after test/tiny: the first table that trained the run is tiny's
+    other = write_grid(workspace, axis="model.depth: [2, 3]", seeds=1, name="wide")
+    run_grid(other, "quick", progress=False)
+    path = workspace / "results" / "test" / "wide.csv"
+    own = pd.read_csv(path, dtype={"shared_from": str})
+    twin = own["model.depth"] == 2
+    own.loc[twin, "shared_from"] = None  # as if this grid had trained the run itself, earlier
+    own.loc[twin, "date"] = "2026-01-01T00:00:00+00:00"
+    own.to_csv(path, index=False)
+    shutil.rmtree(workspace / "runs")  # a fresh clone: only the tables remember
+    run_grid(other, "quick", progress=False)
+    again = table(workspace, "test/wide")
+    row = again[again["model.depth"] == 2].iloc[0]
+    assert pd.isna(row["shared_from"]) and row["date"] == "2026-01-01T00:00:00+00:00"
+
+
 def test_export_never_drops_committed_rows(workspace):
     spec = write_grid(workspace, seeds=2)
     run_grid(spec, profile="quick", progress=False)

@@ -66,7 +66,7 @@ def _taken_from_tables(study, trial, run: dict, results_dir: Path | None) -> boo
     """Close the trial from the results tables if another grid finished this run after it was
     enqueued here (a campaign enqueues all its grids before any run finishes, and grids share
     runs: the same model, data, recipe and seed under two grids' names)."""
-    found = store.committed_index(results_dir).get(run["run_id"])
+    found = store.committed_index(results_dir, own_grid=run["grid"]).get(run["run_id"])
     if found is None:
         return False
     queue.finish_taken(study, trial, store.relabel(found[0], run), found[1])
@@ -272,7 +272,7 @@ def _seeds_per_cell(runs: list[dict]) -> dict[str, list[int]]:
 
 
 def _enqueue(study, runs, storage, results_dir) -> tuple[int, int]:
-    index = store.committed_index(results_dir)
+    index = store.committed_index(results_dir, own_grid=runs[0]["grid"] if runs else None)
     finished = {
         r["run_id"]: (store.relabel(index[r["run_id"]][0], r), index[r["run_id"]][1])
         for r in runs

@@ -303,10 +303,14 @@ def table_paths(results_dir: Path | None = None) -> list[Path]:
     )
 
 
-def committed_index(results_dir: Path | None = None) -> dict[str, tuple[dict, list[dict]]]:
+def committed_index(
+    results_dir: Path | None = None, own_grid: str | None = None
+) -> dict[str, tuple[dict, list[dict]]]:
     """run id -> (row, per-epoch curve) of every finished run (ok or diverged) in the tables.
 
-    Where several tables hold a run, the row of the grid that trained it is taken.
+    Where several tables hold a run, the row of a grid that trained it is taken: ``own_grid``'s
+    own training first (a run two grids trained keeps its own row, date and time in each grid's
+    table, so the compute table still counts both trainings), else the first such table.
     """
     index: dict[str, tuple[dict, list[dict]]] = {}
     for path in table_paths(results_dir):
@@ -326,8 +330,12 @@ def committed_index(results_dir: Path | None = None) -> dict[str, tuple[dict, li
         for row in df.to_dict("records"):
             row = {k: (None if _missing(v) else v) for k, v in row.items()}
             rid = row["run_id"]
-            if rid in index and (row.get("shared_from") or not index[rid][0].get("shared_from")):
-                continue  # keep the row of the grid that trained it (the first such table)
+            mine = own_grid is not None and row.get("grid") == own_grid
+            trained = not row.get("shared_from")
+            if rid in index and not (mine and trained):
+                held = index[rid][0]
+                if not trained or not held.get("shared_from"):
+                    continue  # keep the row of a grid that trained it (the first such table)
             epochs = by_run.get(rid)
             rows = [] if epochs is None else _epoch_rows(epochs)
             index[rid] = (row, rows)
