@@ -171,6 +171,7 @@ def test_kernel_shares_split_the_step_into_dense_and_the_rest():
     from experiments.tools.op_shares import ceiling_rows, kernel_shares
 
     torch.manual_seed(0)
+
     # matmuls large enough that their time is not lost in the noise of a busy machine
     def net(gelus: int) -> torch.nn.Sequential:
         layers = [torch.nn.Flatten(), torch.nn.Linear(28 * 28, 1024)]
