@@ -20,6 +20,13 @@ COLUMNS = ["profile", "paper", "runs", "repeat trainings", "run hours", "median 
            "core-hours", f"{MACHINE_CORES}-core machine hours"]  # fmt: skip
 
 
+def run_seconds(runs: pd.DataFrame) -> pd.Series:
+    """Each run's own time: ``run_s`` (set-up, training, evaluation) where the table has it,
+    else ``wall_s`` (fit and test)."""
+    seconds = runs["run_s"] if "run_s" in runs else pd.Series(np.nan, index=runs.index)
+    return seconds.fillna(runs["wall_s"])
+
+
 def campaign_compute(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (profile, paper): distinct finished runs and the time they took."""
     if results.empty:
@@ -27,8 +34,7 @@ def campaign_compute(results: pd.DataFrame) -> pd.DataFrame:
     ok = results[results["status"] == "ok"]
     one_training = ["run_id", "date"] if "date" in ok else ["run_id"]
     runs = ok.drop_duplicates(one_training).copy()  # a copied row keeps its training's date
-    seconds = runs["run_s"] if "run_s" in runs else pd.Series(np.nan, index=runs.index)
-    runs["_s"] = seconds.fillna(runs["wall_s"])
+    runs["_s"] = run_seconds(runs)
     threads = runs["threads"] if "threads" in runs else pd.Series(np.nan, index=runs.index)
     runs["_core_s"] = runs["_s"] * threads
     rows = []

@@ -73,13 +73,13 @@ def run_campaign(
     for job in jobs:
         finish(job, results_dir)
     print(f"[{paper}] campaign: every claim decided, precise or at the seed cap", flush=True)
-    message = _open_at_cap(paper, profile, results_dir, root)
+    message = _open_claims_cost(paper, profile, results_dir, root)
     if message:
         print(message, flush=True)
     return passes
 
 
-def _open_at_cap(paper: str, profile: str, results_dir: Path | None, root: Path) -> str | None:
+def _open_claims_cost(paper: str, profile: str, results_dir: Path | None, root: Path) -> str | None:
     """What the paper's claims left inconclusive at the cap would cost to decide."""
     from experiments.analysis import claims as cl
     from experiments.analysis import stats as an
