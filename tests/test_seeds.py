@@ -119,3 +119,51 @@ def test_claims_only_trains_the_claim_cells(workspace):
     run_grid(path, "quick", seeds=1, progress=False, claims_only=True)
     rows = pd.read_csv(workspace / "results" / "p" / "g.csv")
     assert sorted(rows["cell"]) == ["depth=1", "depth=2"] and set(rows["seed"]) == {0}
+
+
+INTERRUPTED = (
+    TINY_BASE
+    + """axes:
+  model.depth: [1, 2]
+seeds: 2
+claims:
+  - {{text: deeper is better, cell: "depth=2", versus: "depth=1", expect: better}}
+profiles:
+  quick:
+    seeds: {{batch: 4, cap: 10}}
+"""
+)
+
+
+def test_a_resumed_grid_finishes_the_round_it_was_killed_in(workspace):
+    """The round to 6 seeds was killed after seed 4: at 5 seeds the claim reads decided, at the
+    scheduled look (2 seeds) it is open. The resumed grid looks at 2 seeds, as an uninterrupted
+    one did, and finishes the round (seed 5) instead of stopping at an n the schedule never
+    stops at; its rows of the killed round are reused, not retrained."""
+    path = workspace / "ablations" / "p" / "g.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(INTERRUPTED.format(n_train=96, epochs=1))
+    spec = load_spec(path)
+    diffs = [1.0, 3.0, 2.0, 2.0, 2.0]  # seeds 0-4: n=2 inconclusive, n=5 agrees (p ~ 0.003)
+    rows = [
+        {
+            **r,
+            "status": "ok",
+            "test_top1": 80.0 + (diffs[r["seed"]] if r["cell"] == "depth=2" else 0),
+        }
+        for r in run_records(spec, "quick", list(range(5)))
+    ]
+    (workspace / "results" / "p").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(workspace / "results" / "p" / "g.csv", index=False)
+
+    everything = runner.grid_verdicts(spec, "quick", None).iloc[0]
+    assert (everything["verdict"], everything["n_pairs"]) == ("agrees", 5)
+    at_look = runner.grid_verdicts(spec, "quick", None, {"depth=1": [0, 1], "depth=2": [0, 1]})
+    assert (at_look.iloc[0]["verdict"], at_look.iloc[0]["n_pairs"]) == ("inconclusive", 2)
+
+    job = runner.prepare(path, "quick", claims_only=True)
+    assert job.added == 0  # the first batch is in the table
+    assert runner.next_round(job, None, None)
+    assert job.added == 2  # seed 5 of both cells; seeds 2-4 taken from the table
+    planned = sorted((r["cell"], r["seed"]) for r in job.runs)
+    assert planned == [(c, s) for c in ("depth=1", "depth=2") for s in range(6)]

@@ -253,12 +253,29 @@ def claim_cells_first(spec: GridSpec, runs: list[dict]) -> list[dict]:
     return sorted(runs, key=lambda r: (r["cell"] not in claimed, r["seed"]))
 
 
-def grid_verdicts(spec: GridSpec, profile: str, results_dir: Path | None) -> pd.DataFrame:
-    """The confirmatory verdicts of this grid's claims (Holm across the paper's claims)."""
+def grid_verdicts(
+    spec: GridSpec,
+    profile: str,
+    results_dir: Path | None,
+    planned: dict[str, list[int]] | None = None,
+) -> pd.DataFrame:
+    """The confirmatory verdicts of this grid's claims (Holm across the paper's claims).
+
+    ``planned`` (cell -> seeds): read this grid's rows of those seeds only, the look the seed
+    schedule is at. Why: a round that was interrupted leaves some of its seeds in the table;
+    a resumed campaign that read them would look at an n the schedule never stops at, so its
+    verdict, and whether the round is finished, would depend on when it was killed. Replaying
+    the schedule over the planned seeds makes a resumed campaign stop where an uninterrupted
+    one would, and finish the round it was in.
+    """
     from experiments.analysis import claims as cl
     from experiments.analysis import stats as an
 
     results = an.load_results(store.results_root(results_dir), profile=profile)
+    if planned is not None and not results.empty:
+        pairs = [(cell, seed) for cell, seeds in planned.items() for seed in seeds]
+        at_look = pd.MultiIndex.from_frame(results[["cell", "seed"]]).isin(pairs)
+        results = results[(results["grid"] != spec.name) | at_look]
     claims = an.load_claims(spec.path.resolve().parents[1])
     verdicts = cl.check_claims(results, claims[claims["paper"] == spec.paper])
     return verdicts[(verdicts["grid"] == spec.name) & (verdicts["profile"] == profile)]
@@ -371,9 +388,8 @@ def next_round(job: GridJob, storage: str | None, results_dir: Path | None) -> b
         return False
     spec = job.spec
     store.export(job.study, spec.name, job.profile, results_dir, job.runs)
-    plan = next_seeds(
-        grid_verdicts(spec, job.profile, results_dir), _seeds_per_cell(job.runs), job.policy
-    )
+    planned = _seeds_per_cell(job.runs)
+    plan = next_seeds(grid_verdicts(spec, job.profile, results_dir, planned), planned, job.policy)
     if not plan:
         return False
     job.rounds += 1
