@@ -121,18 +121,8 @@ def test_claims_only_trains_the_claim_cells(workspace):
     assert sorted(rows["cell"]) == ["depth=1", "depth=2"] and set(rows["seed"]) == {0}
 
 
-INTERRUPTED = (
-    TINY_BASE
-    + """axes:
-  model.depth: [1, 2]
-seeds: 2
-claims:
-  - {{text: deeper is better, cell: "depth=2", versus: "depth=1", expect: better}}
-profiles:
-  quick:
-    seeds: {{batch: 4, cap: 10}}
-"""
-)
+# two cells, rounds of 4 seeds up to 10
+INTERRUPTED = GRID.replace("[1, 2, 3]", "[1, 2]").replace("batch: 1, cap: 3", "batch: 4, cap: 10")
 
 
 def test_a_resumed_grid_finishes_the_round_it_was_killed_in(workspace):
