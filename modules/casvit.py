@@ -78,6 +78,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from torch import nn
 
 from modules.layers.catm import CATMConfig, Conv1x1, create_mixer, spatial_mean
+from modules.layers.map_gelu import MapGELU
 from modules.layers.small_map_conv import SmallMapConv2d
 from modules.registry import imagenet_cfg, init_linear
 from modules.toggles import (
@@ -214,7 +215,7 @@ class LocalPerception(nn.Sequential):
         self.fc1 = Conv1x1(dim, dim)
         self.norm = nn.BatchNorm2d(dim)
         self.dw = SmallMapConv2d(dim, dim, 3, 1, 1, groups=dim)
-        self.act = nn.GELU()
+        self.act = MapGELU()
         self.fc2 = Conv1x1(dim, dim)
 
 
@@ -224,7 +225,7 @@ class ConvMlp(nn.Sequential):
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = Conv1x1(dim, hidden)
-        self.act = nn.GELU()
+        self.act = MapGELU()
         self.fc2 = Conv1x1(hidden, dim)
 
 

@@ -18,6 +18,8 @@ from timm.layers import make_divisible
 from timm.models._efficientnet_blocks import InvertedResidual
 from torch import nn
 
+from modules.layers.map_gelu import MapGELU
+
 
 def mbconv_params(dim: int, hidden: int, kernel_size: int) -> int:
     """Trainable parameters of a bias-free MBConv with BatchNorm (affine) after each conv."""
@@ -48,7 +50,7 @@ class MBConvBlock(nn.Module):
             dim,
             dw_kernel_size=kernel_size,
             exp_ratio=hidden / dim,
-            act_layer=nn.GELU,
+            act_layer=MapGELU,
             drop_path_rate=drop_path,
         )
         assert self.block.conv_pw.out_channels == hidden, "hidden width must be a multiple of 8"

@@ -81,12 +81,14 @@ class IWSA(nn.Module):
         win = (min(self.window, h), min(self.window, w))  # a window never exceeds the map
         hp, wp, _, _ = window_grid((h, w), win)
         qkv = self.qkv(x)  # (B, H, W, 3C)
-        parts = window_partition(pad_map(qkv, hp, wp), win, 3, self.num_heads)
+        # unbind, not parts[0..2]: the backward of three selects is three zero-filled copies of
+        # the whole q|k|v tensor summed; unbind's is one stack
+        q, k, v = window_partition(pad_map(qkv, hp, wp), win, 3, self.num_heads).unbind(0)
         mask = window_key_mask((h, w), win, b, x.device)
         y = F.scaled_dot_product_attention(
-            parts[0],
-            parts[1],
-            parts[2],
+            q,
+            k,
+            v,
             attn_mask=mask,
             dropout_p=self.attn_drop if self.training else 0.0,
         )
