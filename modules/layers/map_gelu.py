@@ -22,6 +22,6 @@ class MapGELU(nn.GELU):
     """``nn.GELU()`` (exact) that computes a channels-last map on its contiguous NHWC view."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and channels_last_map(x):
+        if channels_last_map(x):  # False for anything but a 4-D map
             return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return super().forward(x)
