@@ -290,6 +290,9 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from experiments.run.allocator import keep_freed_memory
+
+    keep_freed_memory()  # every command trains or times steps: no page faults for freed memory
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)

@@ -20,6 +20,10 @@ machine cancels out as far as it can:
   difference between their updated weights.
 - ``eval-batch``: inference throughput (``torch.inference_mode``, as Lightning's validation
   and test) of every micro model at several batch sizes: the profiles' ``eval_batch_size``.
+- ``allocator``: training steps of every micro model with freed memory kept in the process
+  (what every run does: ``experiments.run.allocator``) over the C library's default
+  allocator, each arm in a fresh process, with the page faults a step
+  (``experiments.tools.allocator_bench``).
 - ``mfu``, ``overhead``, ``layout``: how much of the machine a run uses
   (``experiments.tools.efficiency``): MFU of every micro model's training step, the fixed
   overhead of a pilot- and a quick-profile run, and the workers x threads layouts.
@@ -319,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             "compile",
             "eval-batch",
             "optimizer",
+            "allocator",
             "mfu",
             "overhead",
             "overhead-runs",
@@ -388,6 +393,14 @@ def main(argv: list[str] | None = None) -> int:
             atomic_write_csv(stamped(df), out / filename)
     from experiments.tools import efficiency
 
+    if args.only in (None, "allocator"):
+        from experiments.tools.allocator_bench import bench_allocator
+
+        df = stamped(bench_allocator(args.repeats))
+        path = Path(out) / "allocator.csv"
+        if path.exists():  # keep other CPUs' figures
+            df = merge_setting_rows(path, df, ["threads"])
+        atomic_write_csv(df, path)
     if args.only in (None, "mfu"):
         df = stamped(efficiency.bench_mfu(threads=args.threads))
         path = Path(out) / "mfu.csv"
