@@ -177,3 +177,22 @@ def test_the_campaign_ends_with_the_cost_of_its_open_claims():
     assert message.startswith("[p] 2 claim(s) still inconclusive;")
     assert "seeds.cap" in message and "more runs" in message
     assert campaign.open_claims_message("p", verdicts.iloc[[2]], results) is None
+
+
+def test_a_drain_retries_the_run_of_a_worker_that_died_before_it_ended(workspace, monkeypatch):
+    """A worker died mid-run just now (its heartbeat is fresh): the other worker finds nothing
+    waiting and leaves, and the drain then waits for the heartbeat to go stale and trains the
+    run again, so the round ends with every run in the table (a campaign killed one worker
+    of two and used to plan its next round on a missing run)."""
+    from experiments.run import queue
+
+    monkeypatch.setattr(queue, "GRACE_S", 1.0)
+    folder = _paper(workspace, names=("a",))
+    job = runner.prepare(folder / "p" / "a.yaml", "quick", seeds=1, claims_only=True)
+    assert job.added == 2
+    dead = job.study.ask()  # taken by a worker that was then killed
+    runner.drain([job], 1, None, False, None)
+    table = pd.read_csv(workspace / "results" / "p" / "a.csv")
+    assert len(table) == 2 and table["run_id"].is_unique and (table["status"] == "ok").all()
+    assert dead.user_attrs["run_id"] in set(table["run_id"])
+    assert queue.counts(job.study)["running"] == 0

@@ -213,9 +213,48 @@ def _grid_line(spec: GridSpec, study: optuna.Study, total: int, started: float, 
 
 
 def drain(jobs: list[GridJob], workers: int, storage, progress, results_dir) -> None:
-    """Work the grids' queues until all are empty: in this process, or with ``workers``
-    processes that each take the grids in order (a worker whose grid has no run left waiting
-    takes the next grid's, so no core idles at a grid's last run)."""
+    """Work the grids' queues until every run in them is finished: in this process, or with
+    ``workers`` processes that each take the grids in order (a worker whose grid has no run
+    left waiting takes the next grid's, so no core idles at a grid's last run).
+
+    A worker leaves when nothing waits, and a run whose worker has just died does not wait
+    yet: it counts as running until its heartbeat is ``queue.GRACE_S`` old. So when the
+    workers are gone, the runs still marked running are waited for, and those whose worker
+    died go back in the queue and are drained again; the drain (a campaign's seed round with
+    it) never ends with a killed run missing.
+    """
+    while True:
+        _drain_once(jobs, workers, storage, progress, results_dir)
+        if not _requeue_orphans(jobs):
+            return
+
+
+def _requeue_orphans(jobs: list[GridJob]) -> bool:
+    """Wait until no run of ``jobs`` is running; True if runs whose worker died were put back
+    in the queue (they wait there), False if every run is finished."""
+    told = False
+    while True:
+        waiting = running = 0
+        for job in jobs:
+            queue.retry_stale(job.study, grace=queue.GRACE_S)
+            states = (TrialState.WAITING, TrialState.RUNNING)
+            for t in job.study.get_trials(deepcopy=False, states=states):
+                waiting += t.state == TrialState.WAITING
+                running += t.state == TrialState.RUNNING
+        if waiting or not running:
+            return bool(waiting)
+        if not told:
+            print(
+                f"{running} run(s) marked running after the workers left: waiting for them to "
+                f"finish, or to go {queue.GRACE_S:.0f} s without a heartbeat and be retried",
+                flush=True,
+            )
+            told = True
+        time.sleep(min(queue.HEARTBEAT_S, queue.GRACE_S / 4))
+
+
+def _drain_once(jobs: list[GridJob], workers: int, storage, progress, results_dir) -> None:
+    """One drain of the queues; the workers leave when nothing waits (``drain``)."""
     started = {j.study_name: (time.time(), queue.counts(j.study)["done"]) for j in jobs}
 
     def line(job: GridJob) -> str:
