@@ -196,3 +196,37 @@ def test_a_drain_retries_the_run_of_a_worker_that_died_before_it_ended(workspace
     assert len(table) == 2 and table["run_id"].is_unique and (table["status"] == "ok").all()
     assert dead.user_attrs["run_id"] in set(table["run_id"])
     assert queue.counts(job.study)["running"] == 0
+
+
+def test_a_queue_older_than_the_tables_keeps_a_grids_own_trainings(workspace):
+    """The queue of grid b recorded its runs as copies of a's rows; the committed table says
+    b trained them itself (its own timing). Exporting b's queue keeps b's rows and curves,
+    with their cell labels, instead of overwriting them with a's (this happened to 24 rows of
+    five ScalableViT tables when a campaign resumed on a journal older than the tables)."""
+    from experiments.__main__ import main
+
+    folder = _paper(workspace)
+    jobs = [
+        runner.prepare(folder / "p" / f"{n}.yaml", "quick", seeds=1, claims_only=True)
+        for n in ("a", "b")
+    ]
+    assert main(["worker", "--no-progress", "--study", jobs[0].study_name,
+                 "--study", jobs[1].study_name]) == 0  # fmt: skip
+    path = workspace / "results" / "p" / "b.csv"
+    curves = path.with_name("b.epochs.csv")
+    table = store.read_table(path)
+    assert table["shared_from"].eq("p/a").all()  # the queue's rows: copies of a's
+    # the committed table: b trained both runs itself, at other speeds, with its own curves
+    table["shared_from"], table["wall_s"] = "", [111.0, 222.0]
+    store.atomic_write_csv(table, path)
+    ep = pd.read_csv(curves, dtype={"run_id": str})
+    ep["train_loss"] = 9.0
+    store.atomic_write_csv(ep, curves)
+
+    store.export(jobs[1].study, "p/b", "quick")
+    after = store.read_table(path)
+    assert after["shared_from"].fillna("").eq("").all()
+    assert after["wall_s"].tolist() == [111.0, 222.0]
+    assert after["cell"].tolist() == table["cell"].tolist()
+    after_ep = pd.read_csv(curves, dtype={"run_id": str})
+    assert len(after_ep) == len(ep) and after_ep["train_loss"].eq(9.0).all()

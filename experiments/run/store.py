@@ -266,19 +266,55 @@ def export(
     table, curves = result_paths(grid, profile, results_dir)
     if table.exists():
         old = read_table(table)
+        old_ep = pd.read_csv(curves, dtype={"run_id": str}) if curves.exists() else None
+        df, ep = _keep_own_trainings(df, ep, old, old_ep)
         keep = old[~old["run_id"].isin(df["run_id"] if not df.empty else [])]
         if not keep.empty:
             df = pd.concat([df, keep], ignore_index=True) if not df.empty else keep
             sort = ["cell_index", "seed"] if "cell_index" in df else ["cell", "seed"]
             df = df.sort_values(sort, kind="stable")
-        if curves.exists():
-            old_ep = pd.read_csv(curves, dtype={"run_id": str})
+        if old_ep is not None:
             ep = pd.concat([ep, old_ep[old_ep["run_id"].isin(keep["run_id"])]], ignore_index=True)
     if df.empty:
         return None
     atomic_write_csv(df, table)
     atomic_write_csv(ep, curves)
     return table
+
+
+def _keep_own_trainings(
+    df: pd.DataFrame, ep: pd.DataFrame, old: pd.DataFrame, old_ep: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The study's rows, except where the table holds the run as this grid's own training and
+    the study has only a copy of another grid's row: then the table's row and curve stay (with
+    the study's cell label). A queue older than the tables (one that took the run from another
+    grid's table before this grid's own training was committed) would otherwise overwrite the
+    grid's own metrics, timing and provenance with the other grid's, and the compute table
+    would lose a training it paid for."""
+    if df.empty or "shared_from" not in df or "shared_from" not in old:
+        return df, ep
+    trained = old["status"].isin(["ok", "diverged", "collapsed"]) & (
+        old["shared_from"].fillna("") == ""
+    )
+    own = old[trained].drop_duplicates("run_id").set_index("run_id")
+    copied = (df["shared_from"].fillna("") != "") & df["run_id"].isin(own.index)
+    if not copied.any():
+        return df, ep
+    ids = set(df.loc[copied, "run_id"])
+    labels = [c for c in ("cell", "cell_index") if c in df]
+    rows = [
+        {**own.loc[r["run_id"]].to_dict(), "run_id": r["run_id"], **{k: r[k] for k in labels}}
+        if r["run_id"] in ids
+        else r
+        for r in df.to_dict("records")
+    ]
+    columns = list(df.columns) + [c for c in old.columns if c not in df.columns]
+    df = pd.DataFrame(rows, columns=columns)
+    if old_ep is not None:  # the table's curve, where it has one, with the study's label
+        cells = dict(zip(df["run_id"], df["cell"], strict=True))
+        mine = old_ep[old_ep["run_id"].isin(ids)].assign(cell=lambda e: e["run_id"].map(cells))
+        ep = pd.concat([ep[~ep["run_id"].isin(set(mine["run_id"]))], mine], ignore_index=True)
+    return df, ep
 
 
 def _as_now(row: dict, index: dict[str, int], by_id: dict[str, dict]) -> dict:
