@@ -4,6 +4,7 @@ never interrupted (same thread count): data order, augmentation, dropout and the
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,10 @@ SCRIPT = Path(__file__).resolve().parent / "helpers" / "kill_run.py"
 METRICS = ("test_top1", "test_top5", "test_loss", "val_top1", "best_val_top1", "epochs_run")
 
 
-def _run(workdir: Path, moment: str | None = None) -> dict | None:
+def _run(workdir: Path, moment: str | None = None, budget: str = "epochs") -> dict | None:
     cmd = [sys.executable, str(SCRIPT), str(workdir)] + ([moment] if moment else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, KILL_RUN_BUDGET=budget)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     if moment:
         assert proc.returncode == -9, proc.stderr[-2000:]  # it was killed, as planned
         return None
@@ -47,3 +49,25 @@ def test_killed_run_resumes_bit_identical(uninterrupted, tmp_path, moment):
     for key in METRICS:
         assert resumed[key] == uninterrupted[key], key
     assert resumed["epochs"] == uninterrupted["epochs"]  # curves, loss for loss
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_steps(tmp_path_factory) -> dict:
+    return _run(tmp_path_factory.mktemp("whole_steps") / "run", budget="steps")
+
+
+# a budget in steps, as the quick profile's: killed after an epoch's checkpoint (at the start of
+# epoch 1), mid-epoch, and in the partial last epoch. Lightning's own ``max_steps`` resumed
+# such a checkpoint by ending its epoch again and training one batch more.
+@pytest.mark.parametrize(
+    "moment", ["epoch:1", "step:20", pytest.param("step:43", marks=pytest.mark.slow)]
+)
+def test_killed_run_on_a_step_budget_resumes_bit_identical(uninterrupted_steps, tmp_path, moment):
+    workdir = tmp_path / "run"
+    _run(workdir, moment, budget="steps")
+    resumed = _run(workdir, budget="steps")
+    assert resumed["restart_epoch"] >= 1
+    assert [e["epoch"] for e in resumed["epochs"]] == [0, 1, 2]
+    for key in METRICS:
+        assert resumed[key] == uninterrupted_steps[key], key
+    assert resumed["epochs"] == uninterrupted_steps["epochs"]

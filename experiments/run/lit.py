@@ -119,7 +119,10 @@ class ClassificationModule(L.LightningModule):
             weight_decay=self.cfg.weight_decay,
             fused=fused_adamw_ok(self.model),
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+        total = int(self.trainer.estimated_stepping_batches)
+        if self.cfg.steps is not None:  # a step budget ends the run early (train.StepBudget)
+            total = min(total, self.cfg.steps)
+        total = max(1, total)
         epochs = max(1, self.trainer.max_epochs or self.cfg.epochs)
         warmup = int(round(self.cfg.warmup_epochs * total / epochs))
         sched = torch.optim.lr_scheduler.LambdaLR(

@@ -202,14 +202,17 @@ def train_run(
             restart_epoch = _checkpoint_epoch(workdir / CHECKPOINT)
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU/tip banners
-    max_epochs, max_steps = train_cfg.epochs, -1
+    max_epochs = train_cfg.epochs
     if train_cfg.steps is not None:  # a budget in steps: as many epochs as it takes
+        # StepBudget alone stops it: Lightning's max_steps would make the training
+        # "iteration-based", which resumes a checkpoint written at an epoch's end by running
+        # that epoch's end again and one batch more (data order and curve then differ from
+        # the uninterrupted run's)
         per_epoch = max(1, len(dm.train_dataloader()))
-        max_epochs, max_steps = math.ceil(train_cfg.steps / per_epoch), train_cfg.steps
+        max_epochs = math.ceil(train_cfg.steps / per_epoch)
         cbs.append(StepBudget(train_cfg.steps))
     trainer = L.Trainer(
         max_epochs=max_epochs,
-        max_steps=max_steps,
         accelerator="gpu" if gpu else "cpu",
         devices=1,
         precision=precision,

@@ -4,7 +4,8 @@
 
 MOMENT is ``step:N`` (after training step N, mid-epoch), ``epoch:N`` (at the start of epoch N,
 after the previous epoch's checkpoint), ``test:N`` (after test batch N) or nothing (run to the
-end). The result is printed as one JSON line.
+end). The result is printed as one JSON line. ``KILL_RUN_BUDGET=steps`` trains on a budget
+in optimizer steps (the quick profile's kind: the last epoch partial) instead of epochs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ DATA = {
     "crop_padding": 2,
 }
 TRAIN = {"epochs": 3, "warmup_epochs": 0.2, "mixup": 0.2, "bench_seconds": 0.0}
+# 16 batches an epoch: 2 full epochs and 12 batches of a third, validated every 2nd epoch
+TRAIN_STEPS = {"steps": 44, "val_every": 2, "warmup_epochs": 0.2, "mixup": 0.2,
+               "bench_seconds": 0.0}  # fmt: skip
 
 
 class KillAt(L.Callback):
@@ -61,7 +65,7 @@ def main() -> None:
     result = train_run(
         MODEL,
         DATA,
-        TRAIN,
+        TRAIN_STEPS if os.environ.get("KILL_RUN_BUDGET") == "steps" else TRAIN,
         seed=3,
         workdir=workdir,
         progress=False,
