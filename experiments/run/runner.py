@@ -232,12 +232,11 @@ def drain(jobs: list[GridJob], workers: int, storage, progress, results_dir) -> 
 def _requeue_orphans(jobs: list[GridJob]) -> bool:
     """Wait until no run of ``jobs`` is running; True if runs whose worker died were put back
     in the queue (they wait there), False if every run is finished."""
-    told = False
+    told, states = False, (TrialState.WAITING, TrialState.RUNNING)
     while True:
         waiting = running = 0
         for job in jobs:
             queue.retry_stale(job.study, grace=queue.GRACE_S)
-            states = (TrialState.WAITING, TrialState.RUNNING)
             for t in job.study.get_trials(deepcopy=False, states=states):
                 waiting += t.state == TrialState.WAITING
                 running += t.state == TrialState.RUNNING
