@@ -15,6 +15,7 @@ import pytest
 
 from experiments.analysis import claims as cl
 from experiments.analysis import projection as pj
+from experiments.analysis.report import carried_looks
 from experiments.analysis.stopping_error import false_decision_rate, schedule_looks
 
 NO_PAPER = pd.DataFrame(columns=["paper", "table", "model", "value"])
@@ -98,5 +99,10 @@ def test_the_simulated_looks_are_the_schedules():
     assert schedule_looks(3, 3, 12) == [3, 6, 9, 12]
     assert schedule_looks(3, 6, 24) == [3, 9, 15, 21, 24]
     assert schedule_looks(3, 3, 0) == [3]
+    now = schedule_looks(3, 6, 48)
+    assert now == [3, 9, 15, 21, 27, 33, 39, 45, 48]
+    # a claim open at 24 under the old cap was looked at there too, then under the new schedule
+    assert carried_looks([(3, 6, 24)], now) == [3, 9, 15, 21, 24, 27, 33, 39, 45, 48]
+    assert carried_looks([(3, 3, 12), (3, 6, 24)], now)[:8] == [3, 6, 9, 12, 15, 21, 24, 27]
     explicit = false_decision_rate(0.05, looks=[3, 6, 9, 12], reps=5_000)
     assert explicit == false_decision_rate(0.05, batch=3, cap=12, reps=5_000)

@@ -81,9 +81,10 @@ METHODS = (
     "holds* says whether the "
     "verdict supports the paper. "
     "**Seeds (the stopping rule).** A grid runs its claim cells first, on the spec's seeds "
-    "(3). Under a profile with `seeds: {batch, cap}` (quick: 6 and 24; 3 and 12 until "
-    "2026-12-04; the rounds follow the new schedule's 3, 9, 15, 21, 24, so a claim open at 12 "
-    "seeds is next looked at after 15, 21 and 24) each claim "
+    "(3). Under a profile with `seeds: {batch, cap}` (quick: 6 and 48; 3 and 12 until "
+    "2026-12-04, 6 and 24 until 2026-12-05; a campaign replays the present schedule, 3, 9, 15, "
+    "21, 27, ..., 45, 48, on the seeds it has, so a claim open at 12 seeds was next looked at "
+    "after 15, 21 and 24, and one open at 24 after 27, 33, 39, 45 and 48) each claim "
     "that is "
     "*inconclusive* and whose adjusted interval is at least its margin wide gets `batch` more "
     "seeds on both its cells, round after round, until it is decided, its interval is narrower "
@@ -186,9 +187,19 @@ def _profile_defaults() -> dict:
     return load_profile_defaults(ROOT / "ablations" / "profiles.yaml")
 
 
-# schedules a profile ran before its present one, and the looks a claim still open at the
-# old cap gets under the new: (looks under the old schedule, looks of a claim carried over)
-EARLIER_SCHEDULES = {"quick": ([3, 6, 9, 12], [3, 6, 9, 12, 15, 21, 24])}
+# the seed schedules (first seeds, batch, cap) a profile ran before its present one, oldest first,
+# with the day each ended: a claim still open at an old cap was looked at under every schedule
+# since (the union of their looks: a campaign replays the new schedule on the seeds it has)
+EARLIER_SCHEDULES = {"quick": [((3, 3, 12), "2026-12-04"), ((3, 6, 24), "2026-12-05")]}
+
+
+def carried_looks(earlier: list[tuple[int, int, int]], now: list[int]) -> list[int]:
+    """The looks of a claim open at the cap of the first of ``earlier`` schedules and carried
+    through the rest into the present one (``now``)."""
+    looks = set(now)
+    for first, batch, cap in earlier:
+        looks |= set(stopping_error.schedule_looks(first, batch, cap))
+    return sorted(looks)
 
 
 def _looks_paragraph(claims: pd.DataFrame) -> list[str]:
@@ -218,12 +229,14 @@ def _looks_paragraph(claims: pd.DataFrame) -> list[str]:
             f"{level:.4f}) decides {100 * now:.2f}% of them ({now / level:.1f}× the level), and a "
             f"level of {ALPHA} decides {100 * rate(looks, ALPHA):.1f}%."
         )
-        if profile in EARLIER_SCHEDULES:
-            old, carried = EARLIER_SCHEDULES[profile]
+        earlier = EARLIER_SCHEDULES.get(profile, [])
+        for i, ((first_, batch, cap), until) in enumerate(earlier):
+            old = stopping_error.schedule_looks(first_, batch, cap)
+            carried = carried_looks([s for s, _ in earlier[i:]], looks)
             text += (
-                f" Under the earlier schedule (looks after {', '.join(map(str, old))}) the first "
-                f"figure was {rate(old) / level:.1f}×; a claim open at {old[-1]} seeds when the "
-                f"schedule changed is looked at after {', '.join(map(str, carried))}: "
+                f" Under the schedule of batch {batch} and cap {cap} (until {until}: looks after "
+                f"{', '.join(map(str, old))}) the first figure was {rate(old) / level:.1f}×; a "
+                f"claim open at its cap is looked at after {', '.join(map(str, carried))}: "
                 f"{rate(carried) / level:.1f}×."
             )
         text += (
