@@ -230,3 +230,54 @@ def test_a_queue_older_than_the_tables_keeps_a_grids_own_trainings(workspace):
     assert after["cell"].tolist() == table["cell"].tolist()
     after_ep = pd.read_csv(curves, dtype={"run_id": str})
     assert len(after_ep) == len(ep) and after_ep["train_loss"].eq(9.0).all()
+
+
+def test_a_drain_replaces_a_worker_killed_while_runs_wait(workspace, monkeypatch):
+    """One worker of two is killed by SIGKILL while runs wait: the drain starts another in its
+    place at once (it used to leave that core idle until the round's last run ended, and start
+    a fresh set of workers only then). The replacement drains the queue, and it is the only
+    worker the drain starts after the first two."""
+    from experiments.__main__ import main
+
+    folder = _paper(workspace, names=("a",))
+    job = runner.prepare(folder / "p" / "a.yaml", "quick", seeds=1, claims_only=True)
+    assert job.added == 2
+
+    class Killed:  # SIGKILLed before it took a run
+        pid, returncode = 101, -9
+
+        def poll(self):
+            return self.returncode
+
+    class Slow:  # still starting up on the first looks, then leaves without a run
+        pid, returncode, looks = 102, None, 0
+
+        def poll(self):
+            self.looks += 1
+            self.returncode = None if self.looks < 3 else 0
+            return self.returncode
+
+    class Inline:  # a worker that drains the queue in this process
+        pid, returncode = 103, None
+
+        def __init__(self, argv):
+            self.argv = argv
+
+        def poll(self):
+            if self.returncode is None:
+                self.returncode = main(self.argv)
+            return self.returncode
+
+    started, replaced = [], []
+    monkeypatch.setattr(runner.time, "sleep", lambda s: None)
+
+    def start_workers(n, argv_of):  # the first set loses a worker; a later set would drain
+        started.append(n)
+        return [Slow(), Killed()] if len(started) == 1 else [Inline(argv_of(0)), Slow()]
+
+    monkeypatch.setattr(runner, "start_workers", start_workers)
+    monkeypatch.setattr(runner, "start_worker", lambda i, n, argv: replaced.append(i) or Inline(argv))  # fmt: skip
+    runner.drain([job], 2, None, False, None)
+    assert started == [2] and replaced == [1]
+    table = pd.read_csv(workspace / "results" / "p" / "a.csv")
+    assert len(table) == 2 and (table["status"] == "ok").all()

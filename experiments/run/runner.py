@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from experiments.config.spec import DEFAULT_PROFILE, GridSpec, load_spec
 from experiments.run import queue, store
 from experiments.run.seeds import SeedPolicy, next_seeds
-from experiments.run.workers import start_workers
+from experiments.run.workers import killed, start_worker, start_workers
 
 DEFER_WAIT_S = 30.0  # a deferred run alone in its queue: how long to wait before retaking it
 
@@ -252,8 +252,24 @@ def _requeue_orphans(jobs: list[GridJob]) -> bool:
         time.sleep(min(queue.HEARTBEAT_S, queue.GRACE_S / 4))
 
 
+# killed workers a drain replaces, per worker it started (a worker killed over and over, by the
+# OOM killer say, is not restarted without end; the drain's own retry still finishes its runs)
+REPLACEMENTS = 2
+
+
+def _runs_waiting(jobs: list[GridJob]) -> bool:
+    """Whether a run of ``jobs`` waits for a worker (a dead worker's, once stale, included)."""
+    for job in jobs:
+        queue.retry_stale(job.study, grace=queue.GRACE_S)
+        if job.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return True
+    return False
+
+
 def _drain_once(jobs: list[GridJob], workers: int, storage, progress, results_dir) -> None:
-    """One drain of the queues; the workers leave when nothing waits (``drain``)."""
+    """One drain of the queues; the workers leave when nothing waits (``drain``). A worker
+    killed by a signal while runs wait (its own run among them once its heartbeat is stale)
+    is replaced, so the round keeps every core."""
     started = {j.study_name: (time.time(), queue.counts(j.study)["done"]) for j in jobs}
 
     def line(job: GridJob) -> str:
@@ -270,8 +286,18 @@ def _drain_once(jobs: list[GridJob], workers: int, storage, progress, results_di
     argv += ["--results", str(results_dir)] if results_dir else []
     procs = start_workers(workers, lambda _i: argv)
     last: dict[str, str] = {}
+    replaced = 0
     while any(p.poll() is None for p in procs):
         time.sleep(5)
+        for i, proc in enumerate(procs):  # a killed worker's core would idle to the round's end
+            if killed(proc) and replaced < REPLACEMENTS * workers and _runs_waiting(jobs):
+                print(
+                    f"worker {proc.pid} was killed (signal {-proc.returncode}); "
+                    "starting another in its place",
+                    flush=True,
+                )
+                procs[i] = start_worker(i, workers, argv)
+                replaced += 1
         for job in jobs:
             text = line(job)
             state = text.split(", ETA")[0]

@@ -28,9 +28,16 @@ def set_worker_threads() -> None:
         torch.set_num_threads(int(os.environ["ABLATE_THREADS"]))
 
 
+def start_worker(i: int, n: int, argv: list[str]) -> subprocess.Popen:
+    """Worker ``i`` of ``n``: the child ``python -m experiments *argv`` with its share."""
+    return subprocess.Popen([sys.executable, "-m", "experiments", *argv], env=worker_env(i, n))
+
+
 def start_workers(n: int, argv_of) -> list[subprocess.Popen]:
     """``n`` children ``python -m experiments *argv_of(i)``; CPU threads split, one GPU each."""
-    return [
-        subprocess.Popen([sys.executable, "-m", "experiments", *argv_of(i)], env=worker_env(i, n))
-        for i in range(n)
-    ]
+    return [start_worker(i, n, argv_of(i)) for i in range(n)]
+
+
+def killed(proc) -> bool:
+    """Whether a worker child ended on a signal (SIGKILL, the OOM killer), not by leaving."""
+    return proc.poll() is not None and proc.returncode < 0
