@@ -238,6 +238,8 @@ def train_run(
     ):
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        # a resumed run finds its own checkpoints in its directory: expected, not a clash
+        warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
         try:
             trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         except DivergedError as err:
