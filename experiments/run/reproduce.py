@@ -10,12 +10,20 @@ own GELU kernel), the kernels round differently, the runs diverge after a few st
 and the difference is of the size of the seed-to-seed spread of the cell: reproducible in
 distribution, not bit for bit. Each retrained run is reported with its difference to the
 committed value and whether it lies within two standard deviations of the cell's seeds.
-The figures go to ``results/reproduce/<paper>-<table>.csv``.
+Each run is retrained at its row's thread count (a reduction split over other threads rounds
+otherwise). The figures go to ``results/reproduce/<paper>-<table>.csv``.
+
+    python -m experiments reproduce ablations/casvit/local.yaml --resumed
+
+retrains, without a break, the runs that were killed and resumed from a checkpoint: on the
+machine that trained them each must be bit-identical to its row, or a result would depend on
+where a run was killed (``results/reproduce/<paper>-<table>.resumed.csv``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -34,12 +42,22 @@ def pick(table: pd.DataFrame, runs: int, seed: int) -> pd.DataFrame:
     return ok.head(runs).drop(columns="_rank")
 
 
+def resumed(table: pd.DataFrame) -> pd.DataFrame:
+    """The ok rows of runs that were interrupted and resumed from a checkpoint: retrained
+    without a break, each must come out bit-identical (a result must not depend on a kill)."""
+    if "restart_epoch" not in table:
+        return table.iloc[:0]
+    restarted = pd.to_numeric(table["restart_epoch"], errors="coerce").fillna(0) > 0
+    return table[(table["status"] == "ok") & restarted]
+
+
 def reproduce(
     spec_path: str,
     runs: int,
     profile: str = DEFAULT_PROFILE,
     seed: int = 0,
     results_dir: str | None = None,
+    only_resumed: bool = False,
 ):
     import torch
 
@@ -53,12 +71,18 @@ def reproduce(
     records = {r["run_id"]: r for r in run_records(spec, profile, sorted(set(table["seed"])))}
     here = store.provenance()
     rows = []
-    for row in pick(table, runs, seed).to_dict("records"):
+    chosen = resumed(table).head(runs) if only_resumed else pick(table, runs, seed)
+    if chosen.empty:
+        print(f"{table_path}: no {'resumed ' if only_resumed else ''}ok runs to retrain")
+    for row in chosen.to_dict("records"):
         run = records.get(row["run_id"])
         if run is None:
             print(f"run {row['run_id']} ({row['cell']}) is no longer in the grid; skipped")
             continue
         cfg = run["config"]
+        threads = pd.to_numeric(pd.Series([row.get("threads")]), errors="coerce").iloc[0]
+        if pd.notna(threads) and int(threads) <= (os.cpu_count() or 1):
+            torch.set_num_threads(int(threads))  # the row's thread count: same reductions
         with tempfile.TemporaryDirectory() as tmp:
             result = train_run(
                 cfg["model"],
@@ -90,7 +114,7 @@ def reproduce(
                 "committed_on": f"{row.get('cpu_model', '?')} / {row.get('cpu_capability', '?')}"
                 f" / {row.get('threads', '?')} threads",
                 "retrained_on": f"{here['cpu_model']} / {here['cpu_capability']}"
-                f" / {here['threads']} threads",
+                f" / {torch.get_num_threads()} threads",
                 "same_machine_and_threads": same_machine,
             }
         )
@@ -102,7 +126,8 @@ def reproduce(
             flush=True,
         )
     out = pd.DataFrame(rows)
-    path = store.results_root(results_dir) / "reproduce" / f"{spec.paper}-{spec.table}.csv"
+    name = f"{spec.paper}-{spec.table}{'.resumed' if only_resumed else ''}.csv"
+    path = store.results_root(results_dir) / "reproduce" / name
     store.atomic_write_csv(out, path)
     print(f"wrote {path}")
     return out
@@ -119,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", default=DEFAULT_PROFILE)
     p.add_argument("--seed", type=int, default=0, help="which runs are picked")
     p.add_argument("--results", default=None, help="results folder (default results/)")
+    p.add_argument(
+        "--resumed",
+        action="store_true",
+        help="retrain the runs that were killed and resumed (up to --runs), without a break",
+    )
     args = p.parse_args(argv)
-    reproduce(args.spec, args.runs, args.profile, args.seed, args.results)
+    reproduce(args.spec, args.runs, args.profile, args.seed, args.results, args.resumed)
     return 0
