@@ -59,3 +59,11 @@ def test_a_resumed_run_retrained_without_a_break_is_bit_identical(workspace):
     store.atomic_write_csv(table, table_path)
     out = reproduce.reproduce(str(spec), runs=5, profile="smoke", only_resumed=True)
     assert not out["bit_identical"].any()
+
+
+def test_a_row_names_the_threads_its_run_trained_at():
+    """A resumed run trains at its checkpoint's thread count, which may not be the worker's:
+    the row records the run's."""
+    run = {"run_id": "r", "config": {"model": {"name": "m"}}}
+    assert store.make_row(run, {"status": "ok", "threads": 7})["threads"] == 7
+    assert store.make_row(run, {"status": "ok"})["threads"] == store.provenance()["threads"]

@@ -24,6 +24,7 @@ import torchmetrics
 
 from experiments.run.models import create_model
 from experiments.run.recipe import TrainConfig, fused_adamw_ok
+from experiments.run.resume import compute_signature
 
 __all__ = ["ClassificationModule", "DivergedError", "TrainConfig", "create_model"]
 
@@ -146,7 +147,9 @@ class ClassificationModule(L.LightningModule):
     # ------------------------------------------------------------------ resume
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep every RNG a training step draws from (dropout, drop-path, augmentation:
-        torch; mixup: numpy and random), so a resumed run continues bit-identically."""
+        torch; mixup: numpy and random), so a resumed run continues bit-identically, and the
+        compute that wrote it (``experiments.run.resume``: threads, CPU, device)."""
+        checkpoint["compute"] = compute_signature()
         checkpoint["rng_states"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],

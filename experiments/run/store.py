@@ -159,8 +159,11 @@ def make_row(run: dict, result: dict) -> dict:
     row = {k: run.get(k) for k in ID_COLUMNS if k in run}
     row["shared_from"] = ""
     row.update(flatten(run["config"]))
-    row.update({k: v for k, v in result.items() if k != "epochs"})
-    row.update(provenance())
+    row.update({k: v for k, v in result.items() if k not in ("epochs", "threads")})
+    here = provenance()
+    if result.get("threads"):  # the threads the run trained at (a resumed run: its first's)
+        here["threads"] = result["threads"]
+    row.update(here)
     return row
 
 

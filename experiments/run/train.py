@@ -33,6 +33,7 @@ from experiments.run.datamodule import ImageDataModule
 from experiments.run.lit import ClassificationModule, DivergedError
 from experiments.run.precision import cpu_bf16_kernels, on_gpu, resolve_precision
 from experiments.run.recipe import TrainConfig
+from experiments.run.resume import plan_resume, run_threads
 
 CHECKPOINT = "last.ckpt"
 CURVES = "epochs.jsonl"
@@ -135,14 +136,6 @@ def collapse_gap(rows: list[dict]) -> float | None:
     return rows[-1]["train_top1"] - rows[-1]["val_top1"]
 
 
-def _checkpoint_epoch(path: Path) -> int:
-    """The number of epochs a checkpoint has completed (0 if there is none)."""
-    if not path.exists():
-        return 0
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    return int(ckpt.get("epoch", -1)) + 1
-
-
 def train_run(
     model: dict,
     data: dict | None = None,
@@ -183,7 +176,7 @@ def train_run(
     cbs: list[L.Callback] = [throughput, curves, *callbacks]
     if progress and not bar:
         cbs.append(EpochLines(label))
-    ckpt_path = None
+    ckpt_path, threads = None, None
     restart_epoch = 0
     if workdir:
         cbs.append(
@@ -197,9 +190,17 @@ def train_run(
                 save_on_train_epoch_end=True,
             )
         )
-        if (workdir / CHECKPOINT).exists():
-            ckpt_path = str(workdir / CHECKPOINT)
-            restart_epoch = _checkpoint_epoch(workdir / CHECKPOINT)
+        plan = plan_resume(workdir / CHECKPOINT)
+        if plan.resume:
+            ckpt_path, restart_epoch, threads = (
+                str(workdir / CHECKPOINT),
+                plan.epochs_done,
+                plan.threads,
+            )
+        elif plan.reason:  # a checkpoint from another CPU or device: the run starts over
+            print(f"{label}{plan.reason}: starting the run over", flush=True)
+            (workdir / CHECKPOINT).unlink()
+            (workdir / CURVES).unlink(missing_ok=True)
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no GPU/TPU/tip banners
     max_epochs = train_cfg.epochs
@@ -235,7 +236,9 @@ def train_run(
         wall_clock() as wall,
         warnings.catch_warnings(),
         cpu_bf16_kernels(cpu_bf16),
+        run_threads(threads),  # a resumed run keeps the thread count it started with
     ):
+        result["threads"] = torch.get_num_threads()  # the row's: the run's, not the worker's
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         # a resumed run finds its own checkpoints in its directory: expected, not a clash

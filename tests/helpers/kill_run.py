@@ -5,7 +5,8 @@
 MOMENT is ``step:N`` (after training step N, mid-epoch), ``epoch:N`` (at the start of epoch N,
 after the previous epoch's checkpoint), ``test:N`` (after test batch N) or nothing (run to the
 end). The result is printed as one JSON line. ``KILL_RUN_BUDGET=steps`` trains on a budget
-in optimizer steps (the quick profile's kind: the last epoch partial) instead of epochs.
+in optimizer steps (the quick profile's kind: the last epoch partial) instead of epochs;
+``KILL_RUN_THREADS`` sets this process's thread count (default 1).
 """
 
 from __future__ import annotations
@@ -58,10 +59,21 @@ class KillAt(L.Callback):
             self._kill()
 
 
+class StepThreads(L.Callback):
+    """The thread counts the training steps of this process ran at."""
+
+    def __init__(self):
+        self.seen: set[int] = set()
+
+    def on_train_batch_end(self, *args) -> None:
+        self.seen.add(torch.get_num_threads())
+
+
 def main() -> None:
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("KILL_RUN_THREADS", 1)))
     workdir = sys.argv[1]
-    callbacks = [KillAt(sys.argv[2])] if len(sys.argv) > 2 else []
+    threads = StepThreads()
+    callbacks = [threads] + ([KillAt(sys.argv[2])] if len(sys.argv) > 2 else [])
     result = train_run(
         MODEL,
         DATA,
@@ -72,6 +84,7 @@ def main() -> None:
         callbacks=callbacks,
         measure_cost=False,
     )
+    result["step_threads"] = sorted(threads.seen)
     print(json.dumps(result))
 
 
