@@ -32,6 +32,7 @@ import pandas as pd
 
 from experiments.config.spec import DEFAULT_PROFILE, load_spec
 from experiments.run import store
+from experiments.run.resume import run_threads
 from experiments.run.runner import run_records
 
 
@@ -59,7 +60,6 @@ def reproduce(
     results_dir: str | None = None,
     only_resumed: bool = False,
 ):
-    import torch
 
     from experiments.run.train import train_run
 
@@ -81,9 +81,9 @@ def reproduce(
             continue
         cfg = run["config"]
         threads = pd.to_numeric(pd.Series([row.get("threads")]), errors="coerce").iloc[0]
-        if pd.notna(threads) and int(threads) <= (os.cpu_count() or 1):
-            torch.set_num_threads(int(threads))  # the row's thread count: same reductions
-        with tempfile.TemporaryDirectory() as tmp:
+        fits = pd.notna(threads) and int(threads) <= (os.cpu_count() or 1)
+        # the row's thread count: the same reductions
+        with tempfile.TemporaryDirectory() as tmp, run_threads(int(threads) if fits else None):
             result = train_run(
                 cfg["model"],
                 cfg["data"],
@@ -96,10 +96,9 @@ def reproduce(
         cell = table[(table["cell"] == row["cell"]) & (table["status"] == "ok")]["test_top1"]
         sd = float(cell.std(ddof=1)) if len(cell) > 1 else float("nan")
         diff = result.get("test_top1", float("nan")) - row["test_top1"]
-        same_machine = (
-            row.get("cpu_model") == here["cpu_model"]
-            and row.get("threads") == torch.get_num_threads()
-        )
+        same_machine = row.get("cpu_model") == here["cpu_model"] and row.get(
+            "threads"
+        ) == result.get("threads")
         rows.append(
             {
                 "run_id": row["run_id"],
@@ -114,7 +113,7 @@ def reproduce(
                 "committed_on": f"{row.get('cpu_model', '?')} / {row.get('cpu_capability', '?')}"
                 f" / {row.get('threads', '?')} threads",
                 "retrained_on": f"{here['cpu_model']} / {here['cpu_capability']}"
-                f" / {torch.get_num_threads()} threads",
+                f" / {result.get('threads', '?')} threads",
                 "same_machine_and_threads": same_machine,
             }
         )
