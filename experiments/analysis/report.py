@@ -20,7 +20,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from experiments.analysis import budget, compute, projection, stopping_error
+from experiments.analysis import budget, compute, looks, projection, stopping_error
 from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import stats as an
@@ -93,8 +93,11 @@ METHODS = (
     "campaign replays the schedule on the seeds it planned, look by look, so a round that was "
     "interrupted is finished before its claim is read again, and a round whose worker died "
     "is finished before the next is planned (a verdict never rests on where a run was "
-    "killed). *n* is the seeds a claim used: every seed in the tables, including seeds "
-    "an earlier schedule ran beyond its stop. "
+    "killed). *n* is the seeds a claim used: those of its grid's last complete look, the "
+    "present schedule replayed over the paper's grids together on the runs that finished "
+    "(`experiments/analysis/looks.py`); the runs of a round still running, or that an earlier "
+    "schedule ran past that look, are listed under *Runs beyond the last complete look* and "
+    "not read. "
     "**Exploratory (the cell tables).** Mean ± 95% Student-t interval over seeds, ok runs "
     "only; Δ is the difference to the grid's baseline, paired by seed, with its unadjusted 95% "
     "t-interval; p is a paired t-test (Wilcoxon signed-rank from 6 pairs on), Holm-corrected "
@@ -282,21 +285,52 @@ def _open_claims_section(verdicts: pd.DataFrame, results: pd.DataFrame) -> list[
     ]
 
 
+def _beyond_looks_section(every_row: pd.DataFrame, at_looks: pd.DataFrame) -> list[str]:
+    """The finished runs the claims do not read yet: rounds past each grid's last look."""
+    beyond = looks.beyond_last_looks(every_row, at_looks)
+    if beyond.empty:
+        return []
+    table = (
+        beyond.assign(seed=beyond["seed"].astype(int))
+        .groupby(["grid", "profile", "cell"], sort=True)["seed"]
+        .agg(runs="size", seeds=lambda s: ", ".join(map(str, sorted(s))))
+        .reset_index()
+    )
+    return [
+        "## Runs beyond the last complete look",
+        "",
+        "A seed schedule looks at a claim only where its rounds stop. These runs are in the "
+        "tables but no claim reads them yet: a round still running or interrupted (the campaign "
+        "finishes it), or a round an earlier schedule ran past the present schedule's last "
+        "complete look (read when the present schedule's round there completes). Every verdict "
+        "above is read at the last look whose runs have all finished, so it does not depend on "
+        "when the tables were read.",
+        "",
+        markdown_table(table),
+        "",
+    ]
+
+
 def build_report(
     results_dir: str | Path = "results",
     *,
     profile: str | None = None,
     metric: str = "test_top1",
     figures: bool = True,
+    ablations: Path = ROOT / "ablations",
 ) -> Path:
-    """Write ``<results_dir>/REPORT.md`` (and figures under ``<results_dir>/figures``)."""
+    """Write ``<results_dir>/REPORT.md`` (and figures under ``<results_dir>/figures``).
+
+    Claims and the grid sections read each grid at its last complete look
+    (``experiments.analysis.looks``); compute and budget read every finished run."""
     matplotlib.use("Agg")
     results_dir = Path(results_dir)
-    results = an.load_results(results_dir, profile=profile)
-    epochs = an.load_epochs(results_dir, results=results)
+    every_row = an.load_results(results_dir, profile=profile)
+    epochs = an.load_epochs(results_dir, results=every_row)
     reference = an.reference_dir(results_dir)
-    claims = an.load_claims(ROOT / "ablations")
+    claims = an.load_claims(ablations)
     paper_results = an.load_paper_results(reference / "paper_results.csv")
+    results = looks.at_last_looks(every_row, claims, ablations, metric)
     checked = cl.check_claims(results, claims, paper_results, metric)
     # the papers' claims; the repository's own (calibration/: a precision, a budget) apart
     own = checked["paper"].isin(NOT_PAPERS)
@@ -334,7 +368,8 @@ def build_report(
             ),
             "",
         ]
-    table = budget.grid_budget(epochs, results)
+    lines += _beyond_looks_section(every_row, results)
+    table = budget.grid_budget(epochs, every_row)
     if len(table):
         lines += [
             "## Is the budget long enough?",
@@ -347,7 +382,7 @@ def build_report(
             markdown_table(table),
             "",
         ]
-    cost = compute.campaign_compute(results)
+    cost = compute.campaign_compute(every_row)
     if len(cost):
         lines += [
             "## Compute",
@@ -363,12 +398,12 @@ def build_report(
             markdown_table(cost.astype(object).where(cost.notna(), "")),
             "",
         ]
-    lines += _open_claims_section(verdicts, results)
+    lines += _open_claims_section(verdicts, every_row)
 
     known = paper_names()
     papers = known + sorted(set(results["paper"]) - set(known))
     for paper in papers:
-        grids = an.planned_grids(paper, results, claims, ROOT / "ablations")
+        grids = an.planned_grids(paper, results, claims, ablations)
         if not grids:
             continue
         lines += [f"## {paper}", ""]

@@ -82,6 +82,7 @@ def run_campaign(
 def _open_claims_cost(paper: str, profile: str, results_dir: Path | None, root: Path) -> str | None:
     """What the paper's claims left inconclusive at the cap would cost to decide."""
     from experiments.analysis import claims as cl
+    from experiments.analysis import looks
     from experiments.analysis import stats as an
     from experiments.run import store
 
@@ -89,7 +90,8 @@ def _open_claims_cost(paper: str, profile: str, results_dir: Path | None, root: 
     if results.empty:
         return None
     claims = an.load_claims(root)
-    verdicts = cl.check_claims(results, claims[claims["paper"] == paper])
+    family = claims[claims["paper"] == paper]
+    verdicts = cl.check_claims(looks.at_last_looks(results, family, root), family)
     return open_claims_message(paper, verdicts[verdicts["profile"] == profile], results)
 
 

@@ -330,18 +330,21 @@ def grid_verdicts(
     a resumed campaign that read them would look at an n the schedule never stops at, so its
     verdict, and whether the round is finished, would depend on when it was killed. Replaying
     the schedule over the planned seeds makes a resumed campaign stop where an uninterrupted
-    one would, and finish the round it was in.
+    one would, and finish the round it was in. The paper's other grids are read at their last
+    complete looks (``experiments.analysis.looks``), so a round of theirs in progress does not
+    move this grid's Holm levels either.
     """
     from experiments.analysis import claims as cl
+    from experiments.analysis import looks
     from experiments.analysis import stats as an
 
     results = an.load_results(store.results_root(results_dir), profile=profile)
-    if planned is not None and not results.empty:
-        pairs = [(cell, seed) for cell, seeds in planned.items() for seed in seeds]
-        at_look = pd.MultiIndex.from_frame(results[["cell", "seed"]]).isin(pairs)
-        results = results[(results["grid"] != spec.name) | at_look]
-    claims = an.load_claims(spec.path.resolve().parents[1])
-    verdicts = cl.check_claims(results, claims[claims["paper"] == spec.paper])
+    ablations = spec.path.resolve().parents[1]
+    claims = an.load_claims(ablations)
+    family = claims[claims["paper"] == spec.paper]
+    fixed = {spec.name: planned} if planned is not None else None
+    results = looks.at_last_looks(results, family, ablations, fixed=fixed)
+    verdicts = cl.check_claims(results, family)
     return verdicts[(verdicts["grid"] == spec.name) & (verdicts["profile"] == profile)]
 
 
