@@ -229,17 +229,24 @@ def drain(jobs: list[GridJob], workers: int, storage, progress, results_dir) -> 
             return
 
 
+def _queue_state(jobs: list[GridJob]) -> tuple[int, int]:
+    """(waiting, running) runs of ``jobs``; a dead worker's run, once stale, is put back first."""
+    waiting = running = 0
+    for job in jobs:
+        queue.retry_stale(job.study, grace=queue.GRACE_S)
+        states = (TrialState.WAITING, TrialState.RUNNING)
+        for t in job.study.get_trials(deepcopy=False, states=states):
+            waiting += t.state == TrialState.WAITING
+            running += t.state == TrialState.RUNNING
+    return waiting, running
+
+
 def _requeue_orphans(jobs: list[GridJob]) -> bool:
     """Wait until no run of ``jobs`` is running; True if runs whose worker died were put back
     in the queue (they wait there), False if every run is finished."""
-    told, states = False, (TrialState.WAITING, TrialState.RUNNING)
+    told = False
     while True:
-        waiting = running = 0
-        for job in jobs:
-            queue.retry_stale(job.study, grace=queue.GRACE_S)
-            for t in job.study.get_trials(deepcopy=False, states=states):
-                waiting += t.state == TrialState.WAITING
-                running += t.state == TrialState.RUNNING
+        waiting, running = _queue_state(jobs)
         if waiting or not running:
             return bool(waiting)
         if not told:
@@ -255,15 +262,6 @@ def _requeue_orphans(jobs: list[GridJob]) -> bool:
 # killed workers a drain replaces, per worker it started (a worker killed over and over, by the
 # OOM killer say, is not restarted without end; the drain's own retry still finishes its runs)
 REPLACEMENTS = 2
-
-
-def _runs_waiting(jobs: list[GridJob]) -> bool:
-    """Whether a run of ``jobs`` waits for a worker (a dead worker's, once stale, included)."""
-    for job in jobs:
-        queue.retry_stale(job.study, grace=queue.GRACE_S)
-        if job.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            return True
-    return False
 
 
 def _drain_once(jobs: list[GridJob], workers: int, storage, progress, results_dir) -> None:
@@ -290,7 +288,7 @@ def _drain_once(jobs: list[GridJob], workers: int, storage, progress, results_di
     while any(p.poll() is None for p in procs):
         time.sleep(5)
         for i, proc in enumerate(procs):  # a killed worker's core would idle to the round's end
-            if killed(proc) and replaced < REPLACEMENTS * workers and _runs_waiting(jobs):
+            if killed(proc) and replaced < REPLACEMENTS * workers and _queue_state(jobs)[0] > 0:
                 print(
                     f"worker {proc.pid} was killed (signal {-proc.returncode}); "
                     "starting another in its place",
