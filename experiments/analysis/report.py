@@ -301,8 +301,9 @@ def _beyond_looks_section(every_row: pd.DataFrame, at_looks: pd.DataFrame) -> li
         "",
         "A seed schedule looks at a claim only where its rounds stop. These runs are in the "
         "tables but no claim reads them yet: a round still running or interrupted (the campaign "
-        "finishes it), or a round an earlier schedule ran past the present schedule's last "
-        "complete look (read when the present schedule's round there completes). Every verdict "
+        "finishes it), a round an earlier schedule ran past the present schedule's last "
+        "complete look (read when the present schedule's round there completes), or seeds "
+        "fixed by hand (`SEEDS=n`) past it. Every verdict "
         "above is read at the last look whose runs have all finished, so it does not depend on "
         "when the tables were read.",
         "",
