@@ -55,10 +55,15 @@ def test_a_resumed_run_retrained_without_a_break_is_bit_identical(workspace):
     written = workspace / "results" / "reproduce" / "p-g.resumed.csv"
     assert pd.read_csv(written)["bit_identical"].all()
 
-    table.loc[1, "test_top1"] += 0.01
+    again = reproduce.reproduce(str(spec), runs=None, profile="smoke", only_resumed=True)
+    assert again.empty  # checked already: nothing retrained, the check kept
+    assert pd.read_csv(written, dtype={"run_id": str})["run_id"].tolist() == out["run_id"].tolist()
+
+    table.loc[1, "test_top1"] += 0.01  # a changed row is checked again
     store.atomic_write_csv(table, table_path)
     out = reproduce.reproduce(str(spec), runs=5, profile="smoke", only_resumed=True)
     assert not out["bit_identical"].any()
+    assert not pd.read_csv(written)["bit_identical"].any() and len(pd.read_csv(written)) == 1
 
 
 def test_a_row_names_the_threads_its_run_trained_at():

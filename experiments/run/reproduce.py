@@ -17,7 +17,9 @@ otherwise). The figures go to ``results/reproduce/<paper>-<table>.csv``.
 
 retrains, without a break, the runs that were killed and resumed from a checkpoint: on the
 machine that trained them each must be bit-identical to its row, or a result would depend on
-where a run was killed (``results/reproduce/<paper>-<table>.resumed.csv``).
+where a run was killed (``results/reproduce/<paper>-<table>.resumed.csv``; a run checked
+there before, whose committed number has not changed, is kept and not retrained, so the checks
+of a table that grows over sessions add up).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def resumed(table: pd.DataFrame) -> pd.DataFrame:
 
 def reproduce(
     spec_path: str,
-    runs: int,
+    runs: int | None,
     profile: str = DEFAULT_PROFILE,
     seed: int = 0,
     results_dir: str | None = None,
@@ -71,7 +73,14 @@ def reproduce(
     records = {r["run_id"]: r for r in run_records(spec, profile, sorted(set(table["seed"])))}
     here = store.provenance()
     rows = []
-    chosen = resumed(table).head(runs) if only_resumed else pick(table, runs, seed)
+    name = f"{spec.paper}-{spec.table}{'.resumed' if only_resumed else ''}.csv"
+    path = store.results_root(results_dir) / "reproduce" / name
+    checked = pd.DataFrame()
+    if only_resumed:
+        chosen, checked = _not_checked_yet(resumed(table), path)
+        chosen = chosen if runs is None else chosen.head(runs)
+    else:
+        chosen = pick(table, 3 if runs is None else runs, seed)
     if chosen.empty:
         print(f"{table_path}: no {'resumed ' if only_resumed else ''}ok runs to retrain")
     for row in chosen.to_dict("records"):
@@ -125,11 +134,24 @@ def reproduce(
             flush=True,
         )
     out = pd.DataFrame(rows)
-    name = f"{spec.paper}-{spec.table}{'.resumed' if only_resumed else ''}.csv"
-    path = store.results_root(results_dir) / "reproduce" / name
-    store.atomic_write_csv(out, path)
+    if len(checked):  # the resumed runs checked before, whose rows have not changed since
+        kept = checked[~checked["run_id"].isin(out.get("run_id", []))]
+        store.atomic_write_csv(pd.concat([kept, out], ignore_index=True), path)
+    else:
+        store.atomic_write_csv(out, path)
     print(f"wrote {path}")
     return out
+
+
+def _not_checked_yet(rows: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the resumed rows to retrain, the earlier checks to keep): a row checked before with the
+    same committed number is not retrained again, so the checks of a growing table add up."""
+    if not path.exists():
+        return rows, pd.DataFrame()
+    checked = pd.read_csv(path, dtype={"run_id": str})
+    before = dict(zip(checked["run_id"], checked["committed_top1"], strict=True))
+    same = [before.get(r) == v for r, v in zip(rows["run_id"], rows["test_top1"], strict=True)]
+    return rows[~pd.Series(same, index=rows.index, dtype=bool)], checked
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,14 +161,21 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("spec", help="a grid spec whose committed table to check")
-    p.add_argument("--runs", type=int, default=3, help="how many committed runs to retrain")
+    p.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="how many committed runs to retrain (default 3; with --resumed, every resumed run "
+        "not checked yet)",
+    )
     p.add_argument("--profile", default=DEFAULT_PROFILE)
     p.add_argument("--seed", type=int, default=0, help="which runs are picked")
     p.add_argument("--results", default=None, help="results folder (default results/)")
     p.add_argument(
         "--resumed",
         action="store_true",
-        help="retrain the runs that were killed and resumed (up to --runs), without a break",
+        help="retrain the runs that were killed and resumed, without a break; runs checked "
+        "before (results/reproduce/<paper>-<table>.resumed.csv, same committed number) are kept",
     )
     args = p.parse_args(argv)
     reproduce(args.spec, args.runs, args.profile, args.seed, args.results, args.resumed)
