@@ -131,3 +131,27 @@ def test_the_report_reads_the_last_complete_look_and_lists_the_rest(paper):
     for cell in ("depth=1", "depth=2"):
         assert re.search(rf"\| p/h +\| quick +\| {cell} +\| 3 +\| 2, 3, 4 +\|", beyond)
     assert "p/g" not in beyond
+
+
+def test_the_committed_tables_are_read_only_at_the_schedules_looks():
+    """CAS-ViT's local-perception table cut after any of its last rounds' runs (rows are
+    appended as runs finish), the paper's other tables whole: the claim is read at a look of
+    the schedule (3, 9, ..., 45, 48), never at the n of a partial round."""
+    from conftest import ROOT
+
+    ablations = ROOT / "ablations"
+    every_row = an.load_results(ROOT / "results" / "casvit", profile="quick")
+    claims = an.load_claims(ablations)
+    claims = claims[claims["paper"] == "casvit"]  # the Holm family
+    local = every_row[every_row["grid"] == "casvit/local"]
+    others = every_row[every_row["grid"] != "casvit/local"]
+    schedule = {3, *range(9, 48, 6), 48}
+    seen = set()
+    for cut in (len(local) - k for k in (0, 1, 3, 7, 11, 14, 20)):
+        rows = pd.concat([others, local.iloc[:cut]])
+        at = looks.at_last_looks(rows, claims, ablations)
+        verdicts = cl.check_claims(at, claims, looks.NO_PAPER).set_index("grid")
+        n = int(verdicts.loc["casvit/local", "n_pairs"])
+        assert n in schedule, (cut, n)
+        seen.add(n)
+    assert len(seen) > 1  # the cuts fall in different rounds
