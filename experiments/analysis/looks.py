@@ -22,22 +22,22 @@ from pathlib import Path
 import pandas as pd
 
 from experiments.analysis import claims as cl
-from experiments.config.spec import find_specs, load_spec
+from experiments.config.spec import GridSpec, find_specs, load_spec
 from experiments.run.seeds import SeedPolicy, next_seeds
 
 Plan = dict[str, list[int]]  # cell -> seeds
 NO_PAPER = pd.DataFrame(columns=["paper", "table", "model", "value"])  # verdicts do not read it
 
 
-def schedules(ablations: Path, papers: list[str] | None = None) -> dict[str, tuple[list, object]]:
-    """grid -> (its first seeds, its spec) for every grid spec under ``ablations``."""
+def schedules(ablations: Path, papers: list[str] | None = None) -> dict[str, GridSpec]:
+    """grid -> its spec (first seeds, seed policy) for every grid spec under ``ablations``."""
     out = {}
     for folder in sorted(p for p in Path(ablations).iterdir() if p.is_dir()):
         if papers is not None and folder.name not in papers:
             continue
         for path in find_specs(folder):
             spec = load_spec(path, build_models=False)
-            out[spec.name] = (list(spec.seeds), spec)
+            out[spec.name] = spec
     return out
 
 
@@ -66,7 +66,7 @@ def _restrict(results: pd.DataFrame, profile: str, looks: dict[str, Plan]) -> pd
 def last_complete_looks(
     results: pd.DataFrame,
     claims: pd.DataFrame,
-    specs: dict[str, tuple[list, object]],
+    specs: dict[str, GridSpec],
     profile: str,
     metric: str = "test_top1",
     fixed: dict[str, Plan] | None = None,
@@ -82,21 +82,20 @@ def last_complete_looks(
     for grid, family in claims.groupby("grid", sort=False):
         if grid not in specs or grid in fixed:
             continue
-        first, spec = specs[grid]
-        policy = spec.seed_policy(profile)
+        policy = specs[grid].seed_policy(profile)
         if not policy.adaptive:
             continue
         cells = set(family["cell"]) | set(family["versus_cell"])
-        looks[grid] = {cell: sorted(first) for cell in sorted(cells)}
+        looks[grid] = {cell: sorted(specs[grid].seeds) for cell in sorted(cells)}
         policies[grid] = policy
     present = {grid: _present(rows[rows["grid"] == grid]) for grid in policies}
     moved = True
     while moved:
         moved = False
         view = _restrict(rows, profile, looks)
-        verdicts = cl.check_claims(view, claims, NO_PAPER, metric) if len(view) else None
-        if verdicts is None:
+        if view.empty:
             break
+        verdicts = cl.check_claims(view, claims, NO_PAPER, metric)
         for grid, plan in list(looks.items()):
             if grid in fixed:
                 continue
@@ -104,11 +103,9 @@ def last_complete_looks(
             extra = next_seeds(mine, plan, policies[grid])
             if not extra:
                 continue
-            after = {c: sorted(set(plan.get(c, [])) | set(extra.get(c, []))) for c in plan}
-            after.update({c: s for c, s in extra.items() if c not in after})
             needed = {(c, s) for c, seeds in extra.items() for s in seeds}
-            if needed <= present[grid]:
-                looks[grid] = after
+            if needed <= present[grid]:  # extra only adds seeds to the grid's claim cells
+                looks[grid] = {c: sorted({*seeds, *extra.get(c, [])}) for c, seeds in plan.items()}
                 moved = True
     return looks
 
