@@ -337,7 +337,9 @@ def test_official_loader_on_synthetic_checkpoint():
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["efficientmod_xxs", "efficientmod_s_conv"])
 def test_paper_variant_trains_at_224(variant):
-    model = timm.create_model(variant, num_classes=10, drop_path_rate=0.1)
+    # no stochastic depth: with 2 images it drops a whole block for both up to 1% of the time
+    # per block, and that block's parameters then rightly get no gradient (the test was flaky)
+    model = timm.create_model(variant, num_classes=10, drop_path_rate=0.0)
     _check_train_step(model, torch.randn(2, 3, 224, 224))
 
 
