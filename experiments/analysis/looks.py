@@ -132,5 +132,6 @@ def at_last_looks(
 
 
 def beyond_last_looks(results: pd.DataFrame, at_looks: pd.DataFrame) -> pd.DataFrame:
-    """The rows of rounds still running (or interrupted) that claims do not read yet."""
+    """The rows claims do not read yet: rounds still running or interrupted, rounds an earlier
+    schedule ran past the present one's last complete look, seeds fixed by hand past it."""
     return results.loc[results.index.difference(at_looks.index)]
