@@ -551,3 +551,30 @@ def test_claims_figure_keeps_profiles_apart(results):
     assert sum(t.startswith("localvit · pilot:") for t in titles) == 1
     assert sum(t.startswith("localvit · quick:") for t in titles) == 1
     assert len(fig.axes) == 8
+
+
+def test_report_says_where_the_seed_noise_comes_from(tmp_path, recwarn):
+    """The noise study's summary becomes a report section; it is not read as a grid's table."""
+    results_dir = tmp_path / "results"
+    shutil.copytree(FIXTURE, results_dir)
+    (results_dir / "noise").mkdir()
+    common = {"paper": "casvit", "seeds": 30, "delta_test": 0.1, "sd_test": 0.7,
+              "per_image_sd_test": 0.24, "sd_holdout": 0.6, "sd_fit_64k": 0.65}  # fmt: skip
+    rows = [
+        {**common, "grid": "local", "cell": "local=true", "versus": "local=false",
+         "bn": "running averages", "share_sampling_10k": 0.11, "seeds_ratio_64k": 0.91,
+         "compute_ratio_64k": 1.16},
+        {**common, "grid": "phi", "cell": "phi=spatial", "versus": "phi=channel",
+         "bn": "running averages", "share_sampling_10k": 0.26, "seeds_ratio_64k": 0.78,
+         "compute_ratio_64k": 0.99},
+        {**common, "grid": "phi", "cell": "phi=spatial", "versus": "phi=channel",
+         "bn": "precise, 78 batches"},
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(results_dir / "noise" / "summary.csv", index=False)
+    report.main(["--results", str(results_dir), "--no-notebooks", "--no-figures"])
+    text = (results_dir / "REPORT.md").read_text()
+    section = text.split("## Where does the seed noise come from?")[1].split("\n## ")[0]
+    assert "Test sampling is 11%-26% of the variance" in section
+    assert "0.99-1.16x the compute" in section and "does not pay for itself" in section
+    assert section.count("| casvit/") == 3 and "precise, 78 batches" in section
+    assert not [w for w in recwarn if "noise" in str(w.message)]  # not a table, not tried

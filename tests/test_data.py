@@ -8,7 +8,11 @@ import torch
 from experiments.run.data import (
     DataConfig,
     DatasetNotFound,
+    DataSplitError,
     TensorLoader,
+    carve,
+    holdout,
+    load_fashion_mnist,
     random_crop_flip,
 )
 from experiments.run.datamodule import ImageDataModule
@@ -37,6 +41,21 @@ def test_balanced_subset_size_and_channels(tiny_fashion_mnist):
     assert torch.bincount(dm.train.y).tolist() == [20] * 10
     x, y = next(iter(dm.train_dataloader()))
     assert dm.normalize(x).shape == (128, 3, 32, 32)
+
+
+def test_holdout_is_balanced_unused_training_images(tiny_fashion_mnist):
+    cfg = DataConfig(name="fashion_mnist", root=str(tiny_fashion_mnist))
+    train, _, k = load_fashion_mnist(cfg)
+    tr, va = carve(train, 100, 200, 0, k)
+    held = holdout(train, 100, 200, 0, k, 250)
+    assert torch.bincount(held.y).tolist() == [25] * 10
+    seen = {bytes(r.numpy()) for r in torch.cat([tr.x, va.x]).flatten(1)}
+    assert not any(bytes(r.numpy()) in seen for r in held.x.flatten(1))
+    # the same carve, whatever the holdout asks: a holdout never changes what a run trains on
+    tr2, _ = carve(train, 100, 200, 0, k)
+    assert torch.equal(tr.x, tr2.x)
+    with pytest.raises(DataSplitError, match="needs 31 unused images a class; 30 are left"):
+        holdout(train, 100, 200, 0, k, 310)
 
 
 def test_same_seed_same_split_and_order(tiny_fashion_mnist):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SKIP_DIRS = {"reference", "sweeps", "figures", "html", "bench", "reproduce"}
+SKIP_DIRS = {"reference", "sweeps", "figures", "html", "bench", "reproduce", "noise"}
 TEXT_COLUMNS = {
     c: str
     for c in [

@@ -309,20 +309,47 @@ LOADERS = {
 
 
 # ----------------------------------------------------------------------------- splits
-def carve(split: Split, val_size: int, subset: int | None, seed: int, num_classes: int):
-    """Balanced per-class train/val carve with a fixed seed: (train, val)."""
+def _carve_indices(split: Split, val_size: int, subset: int | None, seed: int, num_classes: int):
+    """Per class, a fixed-seed permutation cut into validation, training and the rest."""
     g = torch.Generator().manual_seed(seed)
     per_val = val_size // num_classes
     per_train = None if subset is None else subset // num_classes
-    train_idx, val_idx = [], []
+    train_idx, val_idx, rest_idx = [], [], []
     for cls in range(num_classes):
         idx = (split.y == cls).nonzero().squeeze(1)
         idx = idx[torch.randperm(len(idx), generator=g)]
         val_idx.append(idx[:per_val])
         rest = idx[per_val:]
         train_idx.append(rest if per_train is None else rest[:per_train])
+        rest_idx.append(rest[len(train_idx[-1]) :])
+    return train_idx, val_idx, rest_idx
+
+
+def carve(split: Split, val_size: int, subset: int | None, seed: int, num_classes: int):
+    """Balanced per-class train/val carve with a fixed seed: (train, val)."""
+    train_idx, val_idx, _ = _carve_indices(split, val_size, subset, seed, num_classes)
     t, v = torch.cat(train_idx).sort().values, torch.cat(val_idx).sort().values
     return Split(split.x[t], split.y[t]), Split(split.x[v], split.y[v])
+
+
+def holdout(
+    split: Split, val_size: int, subset: int | None, seed: int, num_classes: int, size: int
+) -> Split:
+    """Training-split images that neither ``carve`` split uses, ``size // num_classes`` a class.
+
+    Why: with a ``subset``, most of the training split is never seen, and it is drawn from
+    the same distribution as the test split, so it can measure a trained model's accuracy on
+    many more images than the test split holds (``experiments.tools.test_set_noise``).
+    """
+    _, _, rest_idx = _carve_indices(split, val_size, subset, seed, num_classes)
+    per = size // num_classes
+    short = min(len(r) for r in rest_idx)
+    if per > short:
+        raise DataSplitError(
+            "subset", f"a holdout of {size} needs {per} unused images a class; {short} are left"
+        )
+    h = torch.cat([r[:per] for r in rest_idx]).sort().values
+    return Split(split.x[h], split.y[h])
 
 
 def adapt(x: torch.Tensor, img_size: int | None, channels: int | None) -> torch.Tensor:

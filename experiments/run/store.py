@@ -329,7 +329,7 @@ def _as_now(row: dict, index: dict[str, int], by_id: dict[str, dict]) -> dict:
 
 
 # ----------------------------------------------------------------------------- reuse
-NOT_TABLES = ("bench", "sweeps", "reference", "figures", "html", "reproduce")
+NOT_TABLES = ("bench", "sweeps", "reference", "figures", "html", "reproduce", "noise")
 
 
 def table_paths(results_dir: Path | None = None) -> list[Path]:
