@@ -578,3 +578,26 @@ def test_report_says_where_the_seed_noise_comes_from(tmp_path, recwarn):
     assert "0.99-1.16x the compute" in section and "does not pay for itself" in section
     assert section.count("| casvit/") == 3 and "precise, 78 batches" in section
     assert not [w for w in recwarn if "noise" in str(w.message)]  # not a table, not tried
+
+
+def test_data_spread_pairs_each_arm_by_seed_and_compares_variances():
+    from experiments.analysis import noise
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for arm, sd in (("profile", 0.8), ("every_image", 0.3)):
+        for seed in range(30):
+            base = 85 + rng.normal(0, 0.5)
+            for local, shift in (("true", 0.2 + rng.normal(0, sd)), ("false", 0.0)):
+                rows.append({"grid": "calibration/data", "status": "ok", "profile": "quick",
+                             "cell": f"local={local}, images={arm}", "seed": seed,
+                             "test_top1": base + shift})  # fmt: skip
+    rows.append({**rows[0], "seed": 99})  # no partner: not paired
+    rows.append({**rows[1], "profile": "pilot"})  # another profile: not read
+    table = noise.data_spread(pd.DataFrame(rows))
+    assert table["images"].tolist() == ["profile", "every_image"]
+    assert table["seeds"].tolist() == [30, 30]
+    first = pd.DataFrame(rows[:60:2]).test_top1.to_numpy() - pd.DataFrame(rows[1:60:2]).test_top1
+    assert table["sd of paired Δ"].iloc[0] == pytest.approx(np.std(first, ddof=1))
+    assert table["variance ratio"].iloc[0] == 1 and table["variance ratio"].iloc[1] < 0.5
+    assert table["p (F, two-sided)"].iloc[1] < 0.01

@@ -20,7 +20,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from experiments.analysis import budget, compute, looks, projection, stopping_error
+from experiments.analysis import budget, compute, looks, noise, projection, stopping_error
 from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import stats as an
@@ -312,70 +312,50 @@ def _beyond_looks_section(every_row: pd.DataFrame, at_looks: pd.DataFrame) -> li
     ]
 
 
-def _noise_verdict(lo: float, hi: float) -> str:
-    if hi < 0.9:
-        return "a larger evaluation set decides them for less compute"
-    if lo >= 0.9:
-        return (
-            "the noise is mostly in the trained networks, and a larger evaluation set does "
-            "not pay for itself"
-        )
-    return "a larger evaluation set pays for itself in some comparisons, not in others"
-
-
-def _noise_section(results_dir: Path) -> list[str]:
-    """Where a claim's seed-to-seed noise comes from (``experiments.tools.test_set_noise``)."""
+def _noise_section(results_dir: Path, results: pd.DataFrame) -> list[str]:
+    """Where a claim's seed noise comes from (``experiments.analysis.noise``)."""
     path = results_dir / "noise" / "summary.csv"
-    if not path.is_file():
+    spread = noise.data_spread(results)
+    if not path.is_file() and spread.empty:
         return []
-    noise = pd.read_csv(path)
-    plain = noise[noise["bn"] == "running averages"].dropna(subset=["share_sampling_10k"])
-
-    def pp(v: float) -> str:
-        return "" if pd.isna(v) else f"{v:.2f}"
-
-    table = pd.DataFrame(
-        {
-            "grid": noise["paper"] + "/" + noise["grid"],
-            "comparison": noise["cell"] + " vs " + noise["versus"],
-            "BN statistics": noise["bn"],
-            "seeds": noise["seeds"],
-            "Δ test (pp)": noise["delta_test"].map(lambda v: f"{v:+.2f}"),
-            "sd of paired Δ, test": noise["sd_test"].map(pp),
-            "of it, test sampling": noise["per_image_sd_test"].map(pp),
-            "sd, 20k held out": noise.get("sd_holdout", pd.Series(dtype=float)).map(pp),
-            "sd fitted, 64k": noise.get("sd_fit_64k", pd.Series(dtype=float)).map(pp),
-            "seeds x, 64k": noise.get("seeds_ratio_64k", pd.Series(dtype=float)).map(pp),
-            "compute x, 64k": noise.get("compute_ratio_64k", pd.Series(dtype=float)).map(pp),
-        }
-    )
-    lines = [
-        "## Where does the seed noise come from?",
-        "",
-        "A claim's paired difference varies from seed to seed, and the seeds it needs grow "
-        "with that variance. Part of it is the finite test split (which of its 10,000 images "
-        "a network happens to get right), the rest is the network itself (how good a seed's "
-        "training made it). `python -m experiments.tools.test_set_noise` replays the final "
-        "checkpoints of a grid's runs (each reproduces its committed test top-1 exactly), "
-        "records which test images and which of 20,000 never-used training images each gets "
-        "right, and fits the variance of the paired difference over N evaluation images, "
-        "var(N) = s² + c/N. *Of it, test sampling* is sqrt(c/10,000), from the per-image "
-        "variance; the fitted c agrees with it (images behave independently). *64k* is the "
-        "test split plus all 54,000 training images the quick profile leaves unused; its "
-        "compute multiplies the seeds it would need by the cost of evaluating 5.4 more test "
-        "passes a run.",
-        "",
-    ]
-    if len(plain):
-        lo, hi = plain["share_sampling_10k"].min(), plain["share_sampling_10k"].max()
-        c_lo, c_hi = plain["compute_ratio_64k"].min(), plain["compute_ratio_64k"].max()
+    lines = ["## Where does the seed noise come from?", ""]
+    if path.is_file():
+        summary = pd.read_csv(path)
+        sentence = noise.sampling_sentence(summary)
         lines += [
-            f"Test sampling is {lo:.0%}-{hi:.0%} of the variance of these paired differences; "
-            f"evaluating on 64,000 images instead of 10,000 would take {c_lo:.2f}-{c_hi:.2f}x "
-            f"the compute to decide the same claims: {_noise_verdict(c_lo, c_hi)}.",
+            "A claim's paired difference varies from seed to seed, and the seeds it needs "
+            "grow with that variance. Part of it is the finite test split (which of its 10,000 "
+            "images a network happens to get right), the rest is the network itself (how good "
+            "a seed's training made it). `python -m experiments.tools.test_set_noise` replays "
+            "the final checkpoints of a grid's runs (each reproduces its committed test top-1 "
+            "exactly), records which test images and which of 20,000 never-used training "
+            "images each gets right, and fits the variance of the paired difference over N "
+            "evaluation images, var(N) = s² + c/N. *Of it, test sampling* is sqrt(c/10,000), "
+            "from the per-image variance; the fitted c agrees with it (images behave "
+            "independently). *64k* is the test split plus all 54,000 training images the "
+            "quick profile leaves unused; its compute multiplies the seeds it would need by "
+            "the cost of 5.4 more test passes a run. *Precise* BN statistics are recomputed "
+            "over the run's 5,000 training images before testing.",
+            "",
+            *([sentence, ""] if sentence else []),
+            markdown_table(noise.summary_table(summary)),
             "",
         ]
-    return lines + [markdown_table(table), ""]
+    if len(spread):
+        shown = spread.copy()
+        for column in shown.columns[2:]:
+            digits = 3 if column.startswith("p ") else 2
+            shown[column] = shown[column].map(lambda v, d=digits: f"{v:.{d}f}")
+        lines += [
+            f"Fresher training data (`ablations/{noise.DATA_GRID['grid']}.yaml`): the same "
+            "756 steps on the profile's 5,000 training images (about 10 epochs) or on all "
+            "59,000 (less than one); each arm pairs its two cells by seed. The variance ratio "
+            "is against the first arm, with a two-sided F test.",
+            "",
+            markdown_table(shown),
+            "",
+        ]
+    return lines
 
 
 def build_report(
@@ -449,7 +429,7 @@ def build_report(
             markdown_table(table),
             "",
         ]
-    lines += _noise_section(results_dir)
+    lines += _noise_section(results_dir, every_row)
     cost = compute.campaign_compute(every_row)
     if len(cost):
         lines += [

@@ -1,0 +1,126 @@
+"""Where a claim's seed-to-seed noise comes from, and what reduces it.
+
+Two sources are read here. ``results/noise/summary.csv`` (written by
+``experiments.tools.test_set_noise`` from replayed checkpoints) splits the variance of a
+paired difference into test-set sampling and the networks themselves. The calibration grid
+``ablations/calibration/data.yaml`` trains one claim's pair of cells on the profile's training
+images and on every training image at the same steps; the spread of its paired differences
+says whether fresher data makes seeds agree.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from scipy import stats
+
+# the calibration grid: its two cells per seed differ in `pair`, its arms in `by`
+DATA_GRID = {"grid": "calibration/data", "pair": "local", "by": "images", "first": "true"}
+
+
+def _pp(v: float) -> str:
+    return "" if pd.isna(v) else f"{v:.2f}"
+
+
+def summary_table(noise: pd.DataFrame) -> pd.DataFrame:
+    """The test-set noise summary for display, one row per comparison and BN variant."""
+
+    def col(name: str) -> pd.Series:
+        return noise[name] if name in noise else pd.Series(float("nan"), index=noise.index)
+
+    return pd.DataFrame(
+        {
+            "grid": noise["paper"] + "/" + noise["grid"],
+            "comparison": noise["cell"] + " vs " + noise["versus"],
+            "BN statistics": noise["bn"],
+            "seeds": noise["seeds"],
+            "Δ test (pp)": noise["delta_test"].map(lambda v: f"{v:+.2f}"),
+            "sd of paired Δ, test": col("sd_test").map(_pp),
+            "of it, test sampling": col("per_image_sd_test").map(_pp),
+            "sd, 20k held out": col("sd_holdout").map(_pp),
+            "sd fitted, 64k": col("sd_fit_64k").map(_pp),
+            "seeds x, 64k": col("seeds_ratio_64k").map(_pp),
+            "compute x, 64k": col("compute_ratio_64k").map(_pp),
+        }
+    )
+
+
+def verdict(lo: float, hi: float) -> str:
+    """What the range of compute ratios (64k over 10k evaluation images) says."""
+    if hi < 0.9:
+        return "a larger evaluation set decides them for less compute"
+    if lo >= 0.9:
+        return (
+            "the noise is mostly in the trained networks, and a larger evaluation set does "
+            "not pay for itself"
+        )
+    return "a larger evaluation set pays for itself in some comparisons, not in others"
+
+
+def sampling_sentence(noise: pd.DataFrame) -> str | None:
+    """One sentence over the comparisons measured with held-out images, or None."""
+    plain = noise[noise["bn"] == "running averages"]
+    if "share_sampling_10k" not in plain:
+        return None
+    plain = plain.dropna(subset=["share_sampling_10k"])
+    if plain.empty:
+        return None
+    lo, hi = plain["share_sampling_10k"].min(), plain["share_sampling_10k"].max()
+    c_lo, c_hi = plain["compute_ratio_64k"].min(), plain["compute_ratio_64k"].max()
+    return (
+        f"Test sampling is {lo:.0%}-{hi:.0%} of the variance of these paired differences; "
+        f"evaluating on 64,000 images instead of 10,000 would take {c_lo:.2f}-{c_hi:.2f}x the "
+        f"compute to decide the same claims: {verdict(c_lo, c_hi)}."
+    )
+
+
+def _cell_axes(cell: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in cell.split(", "))
+
+
+def data_spread(
+    results: pd.DataFrame, metric: str = "test_top1", profile: str = "quick"
+) -> pd.DataFrame:
+    """Per arm of the data calibration grid: the paired difference of its two cells by seed,
+    its sd, and the variance ratio against the first arm (two-sided F test)."""
+    g = DATA_GRID
+    rows = results[
+        (results["grid"] == g["grid"])
+        & (results["status"] == "ok")
+        & (results["profile"] == profile)
+    ]
+    if rows.empty:
+        return pd.DataFrame()
+    axes = rows["cell"].map(_cell_axes)
+    rows = rows.assign(
+        pair=axes.map(lambda a: a.get(g["pair"])), by=axes.map(lambda a: a.get(g["by"]))
+    )
+    out = []
+    for arm, arm_rows in rows.groupby("by", sort=False):
+        wide = arm_rows.pivot_table(index="seed", columns="pair", values=metric, aggfunc="first")
+        if wide.shape[1] != 2:
+            continue
+        first = g["first"] if g["first"] in wide else wide.columns[0]
+        other = next(c for c in wide.columns if c != first)
+        wide = wide.dropna()
+        diff = wide[first] - wide[other]
+        out.append(
+            {
+                "images": arm,
+                "seeds": len(diff),
+                f"{g['pair']}={first}": wide[first].mean(),
+                f"{g['pair']}={other}": wide[other].mean(),
+                "Δ (pp)": diff.mean(),
+                "sd of paired Δ": diff.std(ddof=1),
+                "sd of each cell": (wide[first].std(ddof=1) + wide[other].std(ddof=1)) / 2,
+            }
+        )
+    table = pd.DataFrame(out)
+    if len(table) > 1:
+        ref = table.iloc[0]
+        ratio = (table["sd of paired Δ"] / ref["sd of paired Δ"]) ** 2
+        p = [
+            2 * min(stats.f.cdf(r, n - 1, ref["seeds"] - 1), stats.f.sf(r, n - 1, ref["seeds"] - 1))
+            for r, n in zip(ratio, table["seeds"], strict=True)
+        ]
+        table = table.assign(**{"variance ratio": ratio, "p (F, two-sided)": p})
+    return table
