@@ -43,3 +43,13 @@ def test_a_run_trained_twice_counts_once_and_its_hours_twice():
     rows = [_run("a"), _run("a", date="2026-12-03T09:00:00"), _run("b")]
     row = campaign_compute(pd.DataFrame(rows)).iloc[0]
     assert row["runs"] == 2 and row["repeat trainings"] == 1 and row["run hours"] == 3.0
+
+
+def test_a_shared_run_counts_under_the_paper_that_trained_it():
+    """Calibration tables load first; their copies of a campaign's runs must not take its hours."""
+    copy = {**_run("a", paper="calibration"), "shared_from": "casvit/local"}
+    own = {**_run("a", paper="casvit"), "shared_from": float("nan")}
+    table = campaign_compute(pd.DataFrame([copy, own, _run("b", paper="calibration")]))
+    table = table.set_index("paper")
+    assert table.loc["casvit", "runs"] == 1 and table.loc["calibration", "runs"] == 1
+    assert table.loc["casvit", "run hours"] == 1.0

@@ -1,6 +1,8 @@
 """The compute each paper's runs took, per profile: what a campaign costs, from the run tables.
 
-A run shared between grids (same resolved configuration and seed) is one run. The hours are
+A run shared between grids (same resolved configuration and seed) is one run, counted under
+the paper of the grid that trained it (a calibration grid that takes campaign runs from their
+tables does not take their hours). The hours are
 those of every training: a grid that takes a run from another grid's table copies its row
 (same finish time) and adds nothing, while a run that was trained again (campaigns before
 workers looked up the tables) adds its second training, counted under *repeat trainings*.
@@ -32,6 +34,9 @@ def campaign_compute(results: pd.DataFrame) -> pd.DataFrame:
     if results.empty:
         return pd.DataFrame(columns=COLUMNS)
     ok = results[results["status"] == "ok"]
+    if "shared_from" in ok:  # the row of the grid that trained a run first: its paper pays
+        copied = ok["shared_from"].fillna("").astype(str) != ""
+        ok = ok.assign(_copied=copied).sort_values("_copied", kind="stable")
     one_training = ["run_id", "date"] if "date" in ok else ["run_id"]
     runs = ok.drop_duplicates(one_training).copy()  # a copied row keeps its training's date
     runs["_s"] = run_seconds(runs)

@@ -436,7 +436,7 @@ def build_report(
             "## Compute",
             "",
             "Distinct finished runs per profile and paper (a run shared between grids counts "
-            "once) and the time their trainings took, set-up, validation and test included; "
+            "once, under the paper whose grid trained it) and the time their trainings took, set-up, validation and test included; "
             "*repeat trainings* are runs trained again in another grid instead of taken from "
             "its table (campaigns before the workers looked the tables up), whose time counts "
             "too; core-hours "
