@@ -166,10 +166,9 @@ def measure(
     print(f"{spec.name}: {len(rows)} runs with a checkpoint, {len(todo)} to evaluate", flush=True)
     splits = None
     for i, (_, row) in enumerate(todo.iterrows()):
-        splits = splits or eval_splits(data_config(row), size)
-        rec = correct(
-            Path(row.ckpt), splits, batch, bn_batches, int(row.seed), data_config(row).batch_size
-        )
+        cfg = data_config(row)  # one profile per grid table read here: the same splits for all
+        splits = splits or eval_splits(cfg, size)
+        rec = correct(Path(row.ckpt), splits, batch, bn_batches, int(row.seed), cfg.batch_size)
         top1 = 100 * rec["test"].mean()
         if not bn_batches and abs(top1 - row.test_top1) > 1e-3:  # not the tested network
             print(f"  {row.run_id}: test {top1:.2f} != committed {row.test_top1:.2f}, skipped")
