@@ -36,7 +36,8 @@ import torch
 
 import modules  # noqa: F401  (registers our models)
 from experiments.config.spec import load_spec
-from experiments.run.data import LOADERS, STATS, DataConfig, Split, carve, holdout, resolve_val_size
+from experiments.run.data import LOADERS, DataConfig, Split, adapt, holdout, resolve_val_size
+from experiments.run.datamodule import ImageDataModule
 from experiments.run.lit import ClassificationModule
 from experiments.run.queue import runs_dir
 from experiments.run.store import atomic_write_csv, results_root
@@ -65,15 +66,16 @@ def data_config(row: pd.Series) -> DataConfig:
 
 def eval_splits(cfg: DataConfig, size: int) -> dict[str, Split]:
     """The training split the run saw, the test split and ``size`` held-out training images
-    (none for 0), normalised as evaluation sees them."""
-    train, test, k = LOADERS[cfg.name](cfg)
-    val = resolve_val_size(cfg, len(train))
-    seen, _ = carve(train, val, cfg.subset, cfg.split_seed, k)
-    splits = {"train": seen, "test": test}
+    (none for 0), prepared and normalised as the run's data module prepares them."""
+    dm = ImageDataModule(cfg)
+    dm.setup()
+    splits = {"train": dm.train, "test": dm.test}
     if size:
+        train, _, k = LOADERS[cfg.name](cfg)
+        train.x = adapt(train.x, cfg.img_size, cfg.channels)
+        val = resolve_val_size(cfg, len(train))
         splits["holdout"] = holdout(train, val, cfg.subset, cfg.split_seed, k, size)
-    mean, std = (torch.tensor(s).view(1, -1, 1, 1) * 255 for s in STATS[cfg.name])
-    return {name: Split((s.x.float() - mean) / std, s.y) for name, s in splits.items()}
+    return {name: Split(dm.normalize(s.x), s.y) for name, s in splits.items()}
 
 
 def recompute_bn(net: torch.nn.Module, train: Split, batches: int, batch: int, seed: int) -> None:
