@@ -55,6 +55,9 @@ def test_mfu_counts_forward_and_backward_flops():
     assert 0 < row["mfu_fp32"] < 1.5 and row["achieved_gflop_s"] > 0
     assert row["threads"] == 1 and torch.get_num_threads() == before  # the layout is restored
     assert row["bf16"] in ("native", "unsupported on this CPU")
+    shares = [row[f"{c}_share"] for c in ("dense", "norm", "elementwise", "copy", "other")]
+    assert sum(shares) == pytest.approx(1) and min(shares) >= 0
+    assert row["mfu_dense_only"] == pytest.approx(row["mfu_fp32"] / row["dense_share"])
 
 
 @pytest.mark.slow
@@ -190,6 +193,51 @@ def test_kernel_shares_split_the_step_into_dense_and_the_rest():
     assert set(by_impl) == {"ours", "official"}
     ceiling = by_impl["official"]["step_s"] / by_impl["ours"]["dense_s"]
     assert by_impl["ours"]["ceiling_ours_over_official"] == pytest.approx(ceiling)
+
+
+def test_mfu_peak_is_timed_on_both_sides_of_the_steps():
+    from experiments.tools.efficiency import _bracketed
+
+    calls = []
+    peaks = iter([100.0, 60.0])  # a host that slowed down while the steps ran
+
+    def steps():
+        calls.append("steps")
+        return 0.5
+
+    def peak():
+        calls.append("peak")
+        return next(peaks)
+
+    assert _bracketed(steps, peak) == (0.5, 80.0)
+    assert calls == ["peak", "steps", "peak"]
+
+
+def test_class_shares_put_each_op_in_its_class():
+    import torch
+
+    from experiments.tools.op_shares import class_shares, op_class
+
+    assert op_class("aten::mm") == "dense"
+    assert op_class("aten::native_batch_norm_backward") == "norm"
+    assert op_class("aten::gelu_backward") == "elementwise"
+    assert op_class("aten::copy_") == "copy"
+    assert op_class("autograd::engine::evaluate_function: MmBackward0") == "other"
+    torch.manual_seed(0)
+
+    def net(gelus: int, norm: bool) -> torch.nn.Sequential:
+        layers = [torch.nn.Flatten(), torch.nn.Linear(28 * 28, 1024)]
+        layers += [torch.nn.BatchNorm1d(1024)] if norm else []
+        layers += [torch.nn.GELU() for _ in range(gelus)]
+        return torch.nn.Sequential(*layers, torch.nn.Linear(1024, 10))
+
+    x, y = torch.randn(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    plain = class_shares(net(0, False), x, y, steps=2)
+    assert sum(plain.values()) == pytest.approx(1) and plain["norm_share"] == 0
+    chain = class_shares(net(40, True), x, y, steps=2)
+    assert chain["norm_share"] > 0
+    assert chain["elementwise_share"] > plain["elementwise_share"]
+    assert chain["dense_share"] < plain["dense_share"]
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ def test_a_shared_run_counts_once_and_threads_multiply():
     assert row["runs"] == 2 and row["run hours"] == 2.0 and row["repeat trainings"] == 0
     assert row["core-hours"] == 3.0 and row["2-core machine hours"] == 1.5
     assert row["median min/run"] == 60.0
+    assert row["x the 90-min target"] == 1.0  # 1.5 machine hours
 
 
 def test_missing_run_time_falls_back_and_missing_threads_leave_core_hours_blank():

@@ -441,7 +441,10 @@ def build_report(
             "its table (campaigns before the workers looked the tables up), whose time counts "
             "too; core-hours "
             f"multiply by each run's threads (blank where an older table did not record them); "
-            f"machine hours divide them by {compute.MACHINE_CORES} cores.",
+            f"machine hours divide them by {compute.MACHINE_CORES} cores, and the last "
+            "column sets them beside the campaign's target: every claim of a paper decided in "
+            f"{compute.TARGET_MACHINE_HOURS * 60:.0f} minutes of a {compute.MACHINE_CORES}-core "
+            "machine.",
             "",
             markdown_table(cost.astype(object).where(cost.notna(), "")),
             "",

@@ -3,9 +3,13 @@
 - ``mfu``: model FLOP/s of a training step (3x the forward FLOPs counted by
   ``torch.utils.flop_counter``, divided by the measured step time) over the machine's fp32
   matmul peak (a large square matmul timed in the same process, same threads), at 1 thread
-  (the layout grid workers run) and at all cores. bf16 autocast
+  (the layout grid workers run) and at all cores; the peak is timed just before and after
+  each model's steps, as the host's speed drifts. bf16 autocast
   is measured beside fp32 where the CPU has native bf16 (AVX-512 BF16 or AMX), else recorded
-  as unsupported.
+  as unsupported. Each row also splits the step's op time (``torch.profiler``) into dense
+  kernels, norms, elementwise ops, copies and the rest (``op_shares.class_shares``), and gives
+  the MFU the step would reach if only its dense kernels took time (``mfu_dense_only``): what
+  fusing everything between them could at most bring.
 - ``overhead``: one run of a profile (``train_run``; pilot and quick) against the time its
   optimizer steps alone take: what is left (building the model, the data, validation, test,
   cost counting, Lightning's set-up) is the fixed overhead, as a share of the run; the
@@ -22,6 +26,7 @@ import math
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import modules  # noqa: F401
 from experiments.run.cost import PhaseClock
+from experiments.tools.op_shares import class_shares
 from experiments.tools.timing import clock_name, seconds_per_call, step_seconds
 from modules.layers.small_map_conv import plain_convolutions
 
@@ -89,15 +95,25 @@ def bench_mfu(
     return pd.DataFrame(rows)
 
 
+def _bracketed(measure, peak):
+    """``measure()`` with the peak timed just before and just after it (their mean): a shared
+    host's speed drifts over a bench (the same CPU's one-thread peak read 159 and 98 GFLOP/s an
+    hour apart), so a peak timed once at the start would mis-scale the later models."""
+    before = peak()
+    value = measure()
+    return value, (before + peak()) / 2
+
+
 def _mfu_rows(batch: int, seconds: float, models) -> list[dict]:
-    peak = matmul_peak_flops()
-    peak_bf16 = matmul_peak_flops(dtype=torch.bfloat16) if cpu_has_bf16() else math.nan
+    bf16 = cpu_has_bf16()
     rows = []
     for name in models:
         net = timm.create_model(name, num_classes=10, in_chans=INPUT[0]).train()
         x, y = torch.randn(batch, *INPUT), torch.randint(0, 10, (batch,))
         flops = step_flops(net, x, y)
-        t = step_seconds(net, x, y, seconds)
+        t, peak = _bracketed(
+            partial(step_seconds, net, x, y, seconds), partial(matmul_peak_flops, seconds=1.0)
+        )
         row = {
             "model": name,
             "batch": batch,
@@ -110,16 +126,31 @@ def _mfu_rows(batch: int, seconds: float, models) -> list[dict]:
             "achieved_gflop_s": flops / t / 1e9,
             "peak_fp32_gflop_s": peak / 1e9,
             "mfu_fp32": flops / t / peak,
-            "bf16": "native" if cpu_has_bf16() else "unsupported on this CPU",
+            "bf16": "native" if bf16 else "unsupported on this CPU",
         }
-        if cpu_has_bf16():
-            t16 = step_seconds(net, x, y, seconds, bf16=True)
+        if x.device.type == "cpu":  # where the time goes, and the MFU if only the dense
+            # kernels took time (the ceiling of fusing everything between them)
+            row.update(class_shares(net, x, y))
+            row["mfu_dense_only"] = row["mfu_fp32"] / row["dense_share"]
+        if bf16:
+            t16, peak_bf16 = _bracketed(
+                partial(step_seconds, net, x, y, seconds, bf16=True),
+                partial(matmul_peak_flops, seconds=1.0, dtype=torch.bfloat16),
+            )
             row.update(step_s_bf16=t16, speedup_bf16=t / t16, mfu_bf16=flops / t16 / peak_bf16)
         rows.append(row)
         print(
             f"{name} ({row['threads']} threads): {flops / 1e9:.2f} GFLOP/step, "
             f"{batch / t:.0f} img/s, MFU {100 * row['mfu_fp32']:.1f}% of "
             f"{peak / 1e9:.0f} GFLOP/s fp32"
+            + (
+                f" (dense kernels {100 * row['dense_share']:.0f}% of the step, norms "
+                f"{100 * row['norm_share']:.0f}%, elementwise {100 * row['elementwise_share']:.0f}%, "
+                f"copies {100 * row['copy_share']:.0f}%, other {100 * row['other_share']:.0f}%; "
+                f"dense only: {100 * row['mfu_dense_only']:.0f}%)"
+                if "dense_share" in row
+                else ""
+            )
             + (
                 f"; bf16 autocast {row['speedup_bf16']:.2f}x fp32's speed"
                 if "step_s_bf16" in row

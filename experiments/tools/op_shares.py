@@ -35,6 +35,72 @@ DENSE_OPS = frozenset(
 )
 
 
+# the memory-bound rest, by what it is (every other op, the autograd engine's and the
+# optimizer's own time included, is "other")
+NORM_OPS = frozenset(
+    {
+        "aten::native_batch_norm",
+        "aten::native_batch_norm_backward",
+        "aten::native_layer_norm",
+        "aten::native_layer_norm_backward",
+        "aten::native_group_norm",
+        "aten::native_group_norm_backward",
+    }
+)
+COPY_OPS = frozenset(
+    {
+        "aten::copy_",
+        "aten::clone",
+        "aten::contiguous",
+        "aten::cat",
+        "aten::stack",
+        "aten::constant_pad_nd",
+        "aten::slice_backward",
+        "aten::select_backward",
+        "aten::fill_",
+        "aten::zero_",
+        "aten::empty",
+        "aten::empty_strided",
+    }
+)
+ELEMENTWISE_OPS = frozenset(
+    {
+        "aten::add", "aten::add_", "aten::sub", "aten::mul", "aten::mul_", "aten::div",
+        "aten::sum", "aten::mean", "aten::gelu", "aten::gelu_backward", "aten::hardswish",
+        "aten::hardswish_backward", "aten::relu", "aten::relu_", "aten::clamp_min_",
+        "aten::threshold_backward", "aten::sigmoid", "aten::sigmoid_backward", "aten::silu",
+        "aten::silu_backward", "aten::hardtanh", "aten::hardtanh_backward", "aten::hardsigmoid",
+        "aten::hardsigmoid_backward", "aten::_softmax", "aten::_softmax_backward_data",
+        "aten::_safe_softmax", "aten::_log_softmax", "aten::_log_softmax_backward_data",
+        "aten::nll_loss_forward", "aten::nll_loss_backward", "aten::_fused_adamw_",
+    }
+)  # fmt: skip
+CLASSES = {"dense": DENSE_OPS, "norm": NORM_OPS, "elementwise": ELEMENTWISE_OPS,
+           "copy": COPY_OPS}  # fmt: skip
+
+
+def op_class(name: str) -> str:
+    """The class of a profiler event: dense, norm, elementwise, copy or other."""
+    return next((c for c, ops in CLASSES.items() if name in ops), "other")
+
+
+def class_shares(model: torch.nn.Module, x, y, steps: int = 3) -> dict:
+    """Share of a training step's op time in each class of ``CLASSES`` (and "other"), as
+    ``<class>_share`` (one warm-up step). Where a step is slow against the matmul peak, this
+    says whether the dense kernels or the memory-bound passes between them take the time."""
+    model.train()
+    opt = adamw(model)
+    train_step(model, opt, x, y)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            train_step(model, opt, x, y)
+    seconds = dict.fromkeys([*CLASSES, "other"], 0.0)
+    for e in prof.key_averages():
+        seconds[op_class(e.key)] += e.self_cpu_time_total
+    total = sum(seconds.values())
+    return {f"{c}_share": s / total for c, s in seconds.items()}
+
+
 def kernel_shares(model: torch.nn.Module, x, y, steps: int = 3) -> dict:
     """Seconds per training step in dense kernels and in everything else (one warm-up step)."""
     model.train()
