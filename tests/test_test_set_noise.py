@@ -95,3 +95,34 @@ def test_precise_bn_uses_the_asked_training_batches():
     assert not net.training
     assert net[0].running_mean.item() == pytest.approx(chosen.mean().item())
     assert net[0].running_mean.item() != pytest.approx(x.mean().item())
+
+
+def test_a_shared_row_is_replayed_from_the_grid_that_trained_it(tmp_path, monkeypatch):
+    """casvit/local copies some runs from casvit/phi; its own directory may hold an
+    interrupted training of such a run (a stale checkpoint), which must not be read."""
+    import pandas as pd
+
+    from experiments.tools.test_set_noise import claim_runs
+
+    monkeypatch.setenv("ABLATE_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("ABLATE_RUNS", str(tmp_path / "runs"))
+    (tmp_path / "results" / "casvit").mkdir(parents=True)
+    rows = [
+        {"run_id": "own", "cell": "local=true", "shared_from": None},
+        {"run_id": "copied", "cell": "local=true", "shared_from": "casvit/phi"},
+        {"run_id": "gone", "cell": "local=false", "shared_from": None},
+    ]
+    table = pd.DataFrame(rows).assign(status="ok", profile="quick")
+    table.to_csv(tmp_path / "results" / "casvit" / "local.csv", index=False)
+    for grid, rid in [
+        ("casvit/local", "own"),
+        ("casvit/local", "copied"),
+        ("casvit/phi", "copied"),
+    ]:
+        (tmp_path / "runs" / grid / "quick" / rid).mkdir(parents=True)
+        (tmp_path / "runs" / grid / "quick" / rid / "last.ckpt").write_text(grid)
+    found, pairs = claim_runs("ablations/casvit/local.yaml", "quick")
+    assert pairs == [("local=true", "local=false")]
+    where = dict(zip(found.run_id, found.ckpt, strict=True))
+    assert set(where) == {"own", "copied"}  # "gone" has no checkpoint left
+    assert "casvit/phi" in where["copied"] and "casvit/local" in where["own"]

@@ -119,15 +119,22 @@ def claim_runs(
     spec_path: str, profile: str, pairs: list[tuple[str, str]] | None = None
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """The ok rows of the compared cells (default: every claim's) whose checkpoint is still on
-    disk, and the (cell, versus) pairs."""
+    disk, and the (cell, versus) pairs.
+
+    A row copied from another grid (``shared_from``) was trained in that grid's directory:
+    its checkpoint is read there. This grid's own directory may hold a training of the same
+    run that was interrupted before the copy was taken (a stale checkpoint)."""
     spec = load_spec(spec_path, build_models=False)
     table = pd.read_csv(results_root() / spec.paper / f"{spec.table}.csv")
     pairs = pairs or [(c["cell"], c["versus"]) for c in spec.claims]
     cells = {c for pair in pairs for c in pair}
     rows = table[(table.status == "ok") & (table.profile == profile) & table.cell.isin(cells)]
-    where = runs_dir() / spec.name / profile
-    rows = rows[[(where / rid / CHECKPOINT).is_file() for rid in rows.run_id]]
-    return rows.assign(ckpt=[str(where / rid / CHECKPOINT) for rid in rows.run_id]), pairs
+    trained_in = rows.get("shared_from", pd.Series(index=rows.index, dtype=object))
+    trained_in = trained_in.fillna("").astype(str).replace("", spec.name)
+    ckpt = [runs_dir() / grid / profile / rid / CHECKPOINT
+            for grid, rid in zip(trained_in, rows.run_id, strict=True)]  # fmt: skip
+    on_disk = [p.is_file() for p in ckpt]
+    return rows[on_disk].assign(ckpt=[str(p) for p in ckpt if p.is_file()]), pairs
 
 
 def _store(path: Path, records: dict[str, dict], pairs: list[tuple[str, str]]) -> None:
