@@ -100,6 +100,55 @@ def test_interval_and_adjusted_p_agree(seed):
 NO_PAPER = pd.DataFrame(columns=["paper", "table", "model", "value"])
 
 
+@pytest.mark.parametrize("seed", range(30))
+def test_the_interval_shown_gives_the_verdict(seed):
+    """A reader re-deriving a verdict from the printed interval gets the printed verdict: it
+    excludes 0 for agrees/disagrees, lies inside the margin for equivalent, and holds 0 and
+    crosses a margin for an inconclusive directional claim (a directional claim found
+    equivalent once printed its wider difference interval, which crossed the margin)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(6, 40))
+    cells = {"x=0": list(rng.normal(80, 0.5, n))}
+    rows = []
+    for k in range(1, 6):
+        effect = rng.choice([0.0, 0.15, 0.3, 1.0])
+        cells[f"x={k}"] = list(np.array(cells["x=0"]) + rng.normal(effect, 0.6, n))
+        rows.append((f"claim {k}", f"x={k}", "x=0", int(rng.choice([1, -1]))))
+    v = cl.check_claims(results(cells), claims_table(rows), NO_PAPER)
+    low, high, m = v["ci_low"], v["ci_high"], v["margin"]
+    decided = v["verdict"].isin(["agrees", "disagrees"])
+    assert ((low > 0) | (high < 0))[decided].all()
+    assert ((-m < low) & (high < m))[v["verdict"] == "equivalent"].all()
+    open_ = v["verdict"] == "inconclusive"
+    assert ((low <= 0) & (high >= 0) & ((low <= -m) | (high >= m)))[open_].all()
+    equivalent = v[v["verdict"] == "equivalent"]
+    assert (equivalent["ci_level"] == 1 - 2 * equivalent["level"]).all()
+
+
+def test_a_directional_claim_found_equivalent_shows_its_tost_interval():
+    """The committed CAS-ViT local-perception case: +0.24 pp over 48 seeds, sd 0.68, at
+    Holm's level 0.05 / 7 the difference interval reaches 0.52 (past the 0.5 margin) while the
+    TOST interval the verdict reads ends at 0.49."""
+    diffs = np.resize([0.24 - 0.68, 0.24 + 0.68], 48)  # mean 0.24, sd about 0.69
+    row = {**cl.paired_t(diffs, 0.5), "margin": 0.5, "expected_sign": 1, "expect": "better",
+           "verdict": ""}  # fmt: skip
+    rows = [row] + [
+        {
+            **cl.paired_t(np.array([1.0, 1.1, 0.9, 1.0]) * (k + 2), 0.5),
+            "margin": 0.5,
+            "expected_sign": 1,
+            "expect": "better",
+            "verdict": "",
+        }  # fmt: skip
+        for k in range(6)
+    ]
+    cl._family_rows(rows, 14, 0.05)
+    r = rows[0]
+    assert r["level"] == pytest.approx(0.05 / 8) and r["verdict"] == "equivalent"
+    assert r["delta_high"] > 0.5 > r["eq_high"]
+    assert (r["ci_low"], r["ci_high"]) == (r["eq_low"], r["eq_high"])
+
+
 def test_four_verdicts():
     base = [80.0, 81.0, 79.5, 80.5, 80.2, 79.8]
     cells = {

@@ -163,8 +163,11 @@ def _family_rows(rows: list[dict], m: int, alpha: float) -> None:
         r["delta_low"], r["delta_high"] = _interval(r["delta"], r["se"], r["df"], level)
         r["eq_low"], r["eq_high"] = _interval(r["delta"], r["se"], r["df"], 2 * level)
         r["verdict"] = claim_verdict(r)
-        margin_test = claim_test(r) != "difference"
-        shown = (r["eq_low"], r["eq_high"]) if margin_test else None
+        # the interval the verdict reads: a directional claim found equivalent is read from
+        # its TOST interval, and showing the wider difference interval beside that verdict
+        # would cross the margin it was found inside
+        margin_read = claim_test(r) != "difference" or r["verdict"] == "equivalent"
+        shown = (r["eq_low"], r["eq_high"]) if margin_read else None
         low, high = shown or (r["delta_low"], r["delta_high"])
         r["ci_low"], r["ci_high"] = low, high
         r["ci_level"] = 1 - (2 * level if shown else level)

@@ -396,6 +396,8 @@ def plot_claims(verdicts: pd.DataFrame) -> Figure:
         _forest(ax, delta, yv, np.nan_to_num(delta - lo), np.nan_to_num(hi - delta), colors)
         for yi, r in zip(yv, rows.itertuples(), strict=True):
             band = {"equivalence": r.margin, "non-inferiority": 0.0}.get(claim_test(r))
+            if band is None and r.verdict == "equivalent":  # a directional claim read by TOST
+                band = r.margin
             if band is not None:  # the margin: ±margin, or the loss a not-worse claim allows
                 ax.fill_betweenx([yi - 0.3, yi + 0.3], -r.margin, band, color="0.85", zorder=1)
         ax.axvline(0, color="0.2", linewidth=1)
