@@ -213,6 +213,25 @@ def test_mfu_peak_is_timed_on_both_sides_of_the_steps():
     assert calls == ["peak", "steps", "peak"]
 
 
+def test_overhead_times_bare_steps_on_both_sides_of_the_run(monkeypatch):
+    from experiments.tools import efficiency
+
+    calls = []
+    real = efficiency.step_seconds
+
+    def quick_steps(net, x, y, seconds):
+        calls.append(seconds)
+        return real(net, x, y, 0.1)
+
+    monkeypatch.setattr(efficiency, "step_seconds", quick_steps)
+    monkeypatch.setattr(efficiency, "interpreter_start_s", lambda: 0.0)
+    row = efficiency.bench_overhead("casvit_micro", "smoke")
+    assert len(calls) == 2  # before and after the run
+    assert 0 < row["outside_batches_share"] < 1
+    assert row["outside_batches_share"] == pytest.approx(1 - row["train_batches_s"] / row["run_s"])
+    assert row["bare_steps_s"] > 0 and row["steps"] == 3  # (256 - 64 validation) / 64, 1 epoch
+
+
 def test_class_shares_put_each_op_in_its_class():
     import torch
 

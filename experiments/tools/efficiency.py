@@ -95,13 +95,14 @@ def bench_mfu(
     return pd.DataFrame(rows)
 
 
-def _bracketed(measure, peak):
-    """``measure()`` with the peak timed just before and just after it (their mean): a shared
-    host's speed drifts over a bench (the same CPU's one-thread peak read 159 and 98 GFLOP/s an
-    hour apart), so a peak timed once at the start would mis-scale the later models."""
-    before = peak()
+def _bracketed(measure, reference):
+    """``measure()`` with ``reference()`` (a matmul peak, a bare step) timed just before and
+    just after it, their mean: a shared host's speed drifts over a bench (the same CPU's
+    one-thread peak read 159 and 98 GFLOP/s an hour apart), so a reference timed once, at the
+    start, would mis-scale what is measured later."""
+    before = reference()
     value = measure()
-    return value, (before + peak()) / 2
+    return value, (before + reference()) / 2
 
 
 def _mfu_rows(batch: int, seconds: float, models) -> list[dict]:
@@ -185,13 +186,18 @@ def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dic
         images = split - resolve_val_size(cfg, split)
     per_epoch = math.ceil(images / cfg.batch_size)
     phases = PhaseClock()
-    start = time.perf_counter()
-    result = train_run({"name": model}, data, train, seed=0, progress=False, callbacks=[phases])
-    run_s = time.perf_counter() - start
-    steps = train.get("steps") or train.get("epochs", 3) * per_epoch
     net = timm.create_model(model, num_classes=10, in_chans=1).train()
     x, y = torch.randn(cfg.batch_size, *INPUT), torch.randint(0, 10, (cfg.batch_size,))
-    step_s = step_seconds(net, x, y, seconds=5.0)
+
+    def run() -> tuple[dict, float]:
+        start = time.perf_counter()
+        out = train_run({"name": model}, data, train, seed=0, progress=False, callbacks=[phases])
+        return out, time.perf_counter() - start
+
+    # bare steps timed on both sides of the run: a shared host's speed drifts by tens of
+    # percent within a run's minutes, and one side alone puts that drift into the overhead
+    (result, run_s), step_s = _bracketed(run, partial(step_seconds, net, x, y, seconds=5.0))
+    steps = train.get("steps") or train.get("epochs", 3) * per_epoch
     start_s = interpreter_start_s()
     fixed = run_s - steps * step_s
     row = {
@@ -212,13 +218,16 @@ def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dic
         "other_s": run_s - sum(phases.seconds.values()),
         "validation_share": phases.seconds["validation"] / run_s,
         "test_share": phases.seconds["test"] / run_s,
+        # measured inside the run alone, free of drift: what is not a training batch
+        "outside_batches_share": 1 - phases.seconds["train_batches"] / run_s,
     }
     print(
         f"{model} at {profile}: {run_s:.1f} s, of which {steps} bare steps "
         f"{steps * step_s:.1f} s; fixed overhead {fixed:.1f} s = "
         f"{100 * row['overhead_share']:.1f}% of the run (+ interpreter start {start_s:.1f} s "
         f"once per worker); validation {row['validation_s']:.1f} s, test {row['test_s']:.1f} s, "
-        f"set-up, data and cost counting {row['other_s']:.1f} s",
+        f"set-up, data and cost counting {row['other_s']:.1f} s; outside the training "
+        f"batches (measured in the run alone) {100 * row['outside_batches_share']:.1f}%",
         flush=True,
     )
     return row
