@@ -84,18 +84,23 @@ def op_class(name: str) -> str:
     return next((c for c, ops in CLASSES.items() if name in ops), "other")
 
 
-def class_shares(model: torch.nn.Module, x, y, steps: int = 3) -> dict:
-    """Share of a training step's op time in each class of ``CLASSES`` (and "other"), as
-    ``<class>_share`` (one warm-up step). Where a step is slow against the matmul peak, this
-    says whether the dense kernels or the memory-bound passes between them take the time."""
+def profiled_steps(model: torch.nn.Module, x, y, steps: int = 3):
+    """``torch.profiler``'s per-op averages over ``steps`` training steps (one warm-up step)."""
     model.train()
     opt = adamw(model)
     train_step(model, opt, x, y)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             train_step(model, opt, x, y)
+    return prof.key_averages()
+
+
+def class_shares(model: torch.nn.Module, x, y, steps: int = 3) -> dict:
+    """Share of a training step's op time in each class of ``CLASSES`` (and "other"), as
+    ``<class>_share``. Where a step is slow against the matmul peak, this says whether the
+    dense kernels or the memory-bound passes between them take the time."""
     seconds = dict.fromkeys([*CLASSES, "other"], 0.0)
-    for e in prof.key_averages():
+    for e in profiled_steps(model, x, y, steps):
         seconds[op_class(e.key)] += e.self_cpu_time_total
     total = sum(seconds.values())
     return {f"{c}_share": s / total for c, s in seconds.items()}
@@ -103,13 +108,7 @@ def class_shares(model: torch.nn.Module, x, y, steps: int = 3) -> dict:
 
 def kernel_shares(model: torch.nn.Module, x, y, steps: int = 3) -> dict:
     """Seconds per training step in dense kernels and in everything else (one warm-up step)."""
-    model.train()
-    opt = adamw(model)
-    train_step(model, opt, x, y)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            train_step(model, opt, x, y)
-    events = prof.key_averages()
+    events = profiled_steps(model, x, y, steps)
     total = sum(e.self_cpu_time_total for e in events) / 1e6 / steps
     dense = sum(e.self_cpu_time_total for e in events if e.key in DENSE_OPS) / 1e6 / steps
     return {
