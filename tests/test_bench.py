@@ -322,3 +322,8 @@ def test_a_comparison_rerun_keeps_other_settings_and_other_cpus(tmp_path):
     new = pd.DataFrame({"input": ["3x224"], "threads": [1], "cpu_capability": ["AVX512"]})
     merged = merge_setting_rows(path, new.assign(ratio=1.25), ["input", "threads"])
     assert sorted(merged["ratio"]) == [1.1, 1.25, 1.3]
+    # rows written before the CPU was recorded are kept beside a re-run on a known CPU
+    old.drop(columns="cpu_capability").to_csv(path, index=False)
+    merged = merge_setting_rows(path, new.assign(ratio=1.25), ["input", "threads"])
+    assert sorted(merged["ratio"]) == [1.1, 1.2, 1.25, 1.3]
+    assert merged["cpu_capability"].isna().sum() == 3

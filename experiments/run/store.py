@@ -225,6 +225,8 @@ def merge_setting_rows(path: Path, table: pd.DataFrame, setting: list[str]) -> p
     old = pd.read_csv(path)
     if not set(setting) <= set(old.columns):
         return table
+    if "cpu_capability" in table and "cpu_capability" not in old:  # rows from before the CPU
+        old = old.assign(cpu_capability=None)  # was recorded: another CPU for all we know
     setting = [*setting, *(c for c in ("cpu_capability",) if c in old and c in table)]
     same = old[setting].apply(tuple, axis=1).isin(table[setting].apply(tuple, axis=1))
     return pd.concat([old[~same], table], ignore_index=True)
