@@ -129,10 +129,10 @@ def _mfu_rows(batch: int, seconds: float, models) -> list[dict]:
             "mfu_fp32": flops / t / peak,
             "bf16": "native" if bf16 else "unsupported on this CPU",
         }
-        if x.device.type == "cpu":  # where the time goes, and the MFU if only the dense
-            # kernels took time (the ceiling of fusing everything between them)
-            row.update(class_shares(net, x, y))
-            row["mfu_dense_only"] = row["mfu_fp32"] / row["dense_share"]
+        # where the time goes, and the MFU if only the dense kernels took time (the ceiling of
+        # fusing everything between them)
+        row.update(class_shares(net, x, y))
+        row["mfu_dense_only"] = row["mfu_fp32"] / row["dense_share"]
         if bf16:
             t16, peak_bf16 = _bracketed(
                 partial(step_seconds, net, x, y, seconds, bf16=True),
@@ -144,14 +144,10 @@ def _mfu_rows(batch: int, seconds: float, models) -> list[dict]:
             f"{name} ({row['threads']} threads): {flops / 1e9:.2f} GFLOP/step, "
             f"{batch / t:.0f} img/s, MFU {100 * row['mfu_fp32']:.1f}% of "
             f"{peak / 1e9:.0f} GFLOP/s fp32"
-            + (
-                f" (dense kernels {100 * row['dense_share']:.0f}% of the step, norms "
-                f"{100 * row['norm_share']:.0f}%, elementwise {100 * row['elementwise_share']:.0f}%, "
-                f"copies {100 * row['copy_share']:.0f}%, other {100 * row['other_share']:.0f}%; "
-                f"dense only: {100 * row['mfu_dense_only']:.0f}%)"
-                if "dense_share" in row
-                else ""
-            )
+            + f" (dense kernels {100 * row['dense_share']:.0f}% of the step, norms "
+            f"{100 * row['norm_share']:.0f}%, elementwise {100 * row['elementwise_share']:.0f}%, "
+            f"copies {100 * row['copy_share']:.0f}%, other {100 * row['other_share']:.0f}%; "
+            f"dense only: {100 * row['mfu_dense_only']:.0f}%)"
             + (
                 f"; bf16 autocast {row['speedup_bf16']:.2f}x fp32's speed"
                 if "step_s_bf16" in row

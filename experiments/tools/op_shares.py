@@ -35,8 +35,8 @@ DENSE_OPS = frozenset(
 )
 
 
-# the memory-bound rest, by what it is (every other op, the autograd engine's and the
-# optimizer's own time included, is "other")
+# the memory-bound rest, by what it is (every other op is "other": the autograd engine's and
+# the optimizer wrapper's own time, views, small ops)
 NORM_OPS = frozenset(
     {
         "aten::native_batch_norm",
