@@ -196,7 +196,7 @@ def test_kernel_shares_split_the_step_into_dense_and_the_rest():
 
 
 def test_mfu_peak_is_timed_on_both_sides_of_the_steps():
-    from experiments.tools.efficiency import _bracketed
+    from experiments.tools.timing import bracketed
 
     calls = []
     peaks = iter([100.0, 60.0])  # a host that slowed down while the steps ran
@@ -209,7 +209,7 @@ def test_mfu_peak_is_timed_on_both_sides_of_the_steps():
         calls.append("peak")
         return next(peaks)
 
-    assert _bracketed(steps, peak) == (0.5, 80.0)
+    assert bracketed(steps, peak) == (0.5, 80.0)
     assert calls == ["peak", "steps", "peak"]
 
 
@@ -230,6 +230,18 @@ def test_overhead_times_bare_steps_on_both_sides_of_the_run(monkeypatch):
     assert 0 < row["outside_batches_share"] < 1
     assert row["outside_batches_share"] == pytest.approx(1 - row["train_batches_s"] / row["run_s"])
     assert row["bare_steps_s"] > 0 and row["steps"] == 3  # (256 - 64 validation) / 64, 1 epoch
+
+
+def test_loop_bench_times_the_bare_loop_on_both_sides_of_the_run(monkeypatch):
+    from experiments.tools import bench
+
+    speeds = iter([100.0, 300.0])
+    monkeypatch.setattr(bench, "bare_loop_img_s", lambda *a: next(speeds))
+    data = {"name": "synthetic", "synthetic_size": 16, "synthetic_train": 256,
+            "synthetic_test": 64, "val_size": 64, "batch_size": 64}  # fmt: skip
+    row = bench.bench_loop(1, data, 1, "deit_micro", {"img_size": 16}).iloc[0]
+    assert row["bare_img_s"] == 200.0  # the mean of before and after
+    assert row["ratio"] == pytest.approx(row["lightning_img_s"] / 200.0)
 
 
 def test_class_shares_put_each_op_in_its_class():

@@ -5,7 +5,7 @@ machine cancels out as far as it can:
 
 - ``loop``: training throughput of the full Lightning loop (``train_run``: data module,
   device-side augmentation, metrics, schedule, clipping) divided by a bare PyTorch loop over
-  the same model and the same in-memory tensors.
+  the same model and the same in-memory tensors, timed before and after each run.
 - ``models``: training-step throughput of each variant divided by its baseline at the quick
   profile's input (localvit_micro / deit_micro, ...).
 - ``small-map``: training-step throughput of models whose convs pad explicitly, or run as a
@@ -49,7 +49,7 @@ from experiments.run.datamodule import ImageDataModule
 from experiments.run.recipe import fused_adamw_ok
 from experiments.run.store import atomic_write_csv, merge_setting_rows, provenance, results_root
 from experiments.run.train import train_run
-from experiments.tools.timing import clock_name, interleaved, seconds_per_call
+from experiments.tools.timing import bracketed, clock_name, interleaved, seconds_per_call
 
 TINY_32PX = {"img_size": 32, "patch_size": 4, "in_chans": 3}
 # (variant, baseline, toggles for both, toggles for the variant only)
@@ -101,15 +101,13 @@ def bench_loop(
     cfg = DataConfig(**data)
     steps = epochs * (cfg.subset or 60000) // cfg.batch_size
     for r in range(repeats):
-        res = train_run(
-            {"name": model, **model_kwargs},
-            data,
-            {"epochs": epochs, "grad_clip": None},
-            seed=r,
-            progress=False,
-            measure_cost=False,
-        )
-        bare = bare_loop_img_s(model, data, steps, model_kwargs)
+        # the bare loop on both sides of the run: a shared host's speed drifts between them
+        res, bare = bracketed(
+            partial(train_run, {"name": model, **model_kwargs}, data,
+                    {"epochs": epochs, "grad_clip": None}, seed=r, progress=False,
+                    measure_cost=False),
+            partial(bare_loop_img_s, model, data, steps, model_kwargs),
+        )  # fmt: skip
         rows.append(
             {
                 "repeat": r,

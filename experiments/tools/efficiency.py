@@ -37,7 +37,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import modules  # noqa: F401
 from experiments.run.cost import PhaseClock
 from experiments.tools.op_shares import class_shares
-from experiments.tools.timing import clock_name, seconds_per_call, step_seconds
+from experiments.tools.timing import bracketed, clock_name, seconds_per_call, step_seconds
 from modules.layers.small_map_conv import plain_convolutions
 
 MICRO_MODELS = ["deit_micro", "localvit_micro", "efficientmod_micro", "scalablevit_micro",
@@ -95,16 +95,6 @@ def bench_mfu(
     return pd.DataFrame(rows)
 
 
-def _bracketed(measure, reference):
-    """``measure()`` with ``reference()`` (a matmul peak, a bare step) timed just before and
-    just after it, their mean: a shared host's speed drifts over a bench (the same CPU's
-    one-thread peak read 159 and 98 GFLOP/s an hour apart), so a reference timed once, at the
-    start, would mis-scale what is measured later."""
-    before = reference()
-    value = measure()
-    return value, (before + reference()) / 2
-
-
 def _mfu_rows(batch: int, seconds: float, models) -> list[dict]:
     bf16 = cpu_has_bf16()
     rows = []
@@ -112,7 +102,7 @@ def _mfu_rows(batch: int, seconds: float, models) -> list[dict]:
         net = timm.create_model(name, num_classes=10, in_chans=INPUT[0]).train()
         x, y = torch.randn(batch, *INPUT), torch.randint(0, 10, (batch,))
         flops = step_flops(net, x, y)
-        t, peak = _bracketed(
+        t, peak = bracketed(
             partial(step_seconds, net, x, y, seconds), partial(matmul_peak_flops, seconds=1.0)
         )
         row = {
@@ -134,7 +124,7 @@ def _mfu_rows(batch: int, seconds: float, models) -> list[dict]:
         row.update(class_shares(net, x, y))
         row["mfu_dense_only"] = row["mfu_fp32"] / row["dense_share"]
         if bf16:
-            t16, peak_bf16 = _bracketed(
+            t16, peak_bf16 = bracketed(
                 partial(step_seconds, net, x, y, seconds, bf16=True),
                 partial(matmul_peak_flops, seconds=1.0, dtype=torch.bfloat16),
             )
@@ -192,7 +182,7 @@ def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dic
 
     # bare steps timed on both sides of the run: a shared host's speed drifts by tens of
     # percent within a run's minutes, and one side alone puts that drift into the overhead
-    (result, run_s), step_s = _bracketed(run, partial(step_seconds, net, x, y, seconds=5.0))
+    (result, run_s), step_s = bracketed(run, partial(step_seconds, net, x, y, seconds=5.0))
     steps = train.get("steps") or train.get("epochs", 3) * per_epoch
     start_s = interpreter_start_s()
     fixed = run_s - steps * step_s

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 
 from experiments.run.precision import cpu_bf16_kernels
 from experiments.run.recipe import fused_adamw_ok
+
+T = TypeVar("T")
 
 
 def adamw(model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -102,3 +105,13 @@ def interleaved(
         for k, m in models.items():
             speed[k].append(step_img_s(m, opts[k], x, y, steps))
     return speed
+
+
+def bracketed(measure: Callable[[], T], reference: Callable[[], float]) -> tuple[T, float]:
+    """``measure()`` with ``reference()`` (a matmul peak, a bare step) timed just before and
+    just after it, their mean: a shared host's speed drifts over a bench (the same CPU's
+    one-thread peak read 159 and 98 GFLOP/s an hour apart), so a reference timed once, at the
+    start, would mis-scale what is measured later."""
+    before = reference()
+    value = measure()
+    return value, (before + reference()) / 2
