@@ -232,6 +232,23 @@ def test_overhead_times_bare_steps_on_both_sides_of_the_run(monkeypatch):
     assert row["bare_steps_s"] > 0 and row["steps"] == 3  # (256 - 64 validation) / 64, 1 epoch
 
 
+@pytest.mark.parametrize("only", ["loop", "optimizer", "layout"])
+def test_a_bench_rerun_on_another_cpu_keeps_the_first_cpus_rows(tmp_path, monkeypatch, only):
+    from experiments.tools import bench, efficiency
+
+    row = {"model": "m", "workers": 1, "threads": 1, "ratio": 1.0}
+    fake = lambda *a, **k: pd.DataFrame([row])  # noqa: E731
+    monkeypatch.setattr(bench, "bench_loop", fake)
+    monkeypatch.setattr(bench, "bench_optimizer", fake)
+    monkeypatch.setattr(efficiency, "bench_layout", fake)
+    for cpu in ("AVX2", "AVX512", "AVX512"):
+        monkeypatch.setattr(bench, "provenance", lambda cpu=cpu: {"cpu_capability": cpu})
+        bench.main(["--only", only, "--results", str(tmp_path)])
+    name = {"eval-batch": "eval_batch"}.get(only, only)
+    df = pd.read_csv(tmp_path / "bench" / f"{name}.csv")
+    assert sorted(df["cpu_capability"]) == ["AVX2", "AVX512"]  # the re-run replaced its own
+
+
 def test_loop_bench_times_the_bare_loop_on_both_sides_of_the_run(monkeypatch):
     from experiments.tools import bench
 

@@ -352,15 +352,22 @@ def main(argv: list[str] | None = None) -> int:
         """Provenance columns, without overwriting a figure's own (its thread count)."""
         return df.assign(**{k: v for k, v in prov.items() if k not in df})
 
+    def write(df: pd.DataFrame, filename: str, setting: list[str]) -> None:
+        """The stamped figures, beside the rows of other settings and other CPUs."""
+        path = Path(out) / filename
+        df = stamped(df)
+        if path.exists():
+            df = merge_setting_rows(path, df, setting)
+        atomic_write_csv(df, path)
+
     if args.only in (None, "loop"):
         data = {"name": args.data, "subset": args.subset, "val_size": 1000, "batch_size": 128}
         df = bench_loop(args.repeats, data, 1, "deit_micro", {})
-        df = stamped(df)
-        atomic_write_csv(df, Path(out) / "loop.csv")
+        write(df, "loop.csv", ["model"])
         print(f"Lightning / bare loop: median {df['ratio'].median():.3f} over {len(df)} repeats")
     if args.only in (None, "models"):
-        df = stamped(bench_models(args.repeats, 128, 10))
-        atomic_write_csv(df, Path(out) / "models.csv")
+        df = bench_models(args.repeats, 128, 10)
+        write(df, "models.csv", ["variant", "variant_toggles", "baseline", "input", "threads"])
         keys = ["variant", "variant_toggles", "baseline", "input"]
         print(df.groupby(keys)["ratio"].median().to_string())
     if args.only in (None, "small-map"):
@@ -371,15 +378,12 @@ def main(argv: list[str] | None = None) -> int:
                 parts.append(bench_small_map(args.repeats, 64, 3))
         finally:
             torch.set_num_threads(saved)
-        df, path = stamped(pd.concat(parts, ignore_index=True)), out / "small_map_conv.csv"
-        if path.exists():  # keep the thread counts not re-run, and other CPUs' figures
-            df = merge_setting_rows(path, df, ["threads"])
-        atomic_write_csv(df, path)
+        write(pd.concat(parts, ignore_index=True), "small_map_conv.csv", ["threads"])
     single = (args.threads or (1,))[0]  # these figures take one thread count
-    figures = [("compile", lambda: bench_compile(args.repeats, 64, 5), "compile.csv"),
-               ("optimizer", bench_optimizer, "optimizer.csv"),
-               ("eval-batch", bench_eval_batch, "eval_batch.csv")]  # fmt: skip
-    for name, bench, filename in figures:
+    figures = [("compile", lambda: bench_compile(args.repeats, 64, 5), "compile.csv", ["model"]),
+               ("optimizer", bench_optimizer, "optimizer.csv", ["model"]),
+               ("eval-batch", bench_eval_batch, "eval_batch.csv", ["model"])]  # fmt: skip
+    for name, bench, filename, setting in figures:
         # compile: minutes of compiling, so only on request
         if args.only == name or (args.only is None and name != "compile"):
             saved = torch.get_num_threads()
@@ -388,17 +392,13 @@ def main(argv: list[str] | None = None) -> int:
                 df = bench()
             finally:
                 torch.set_num_threads(saved)
-            atomic_write_csv(stamped(df), out / filename)
+            write(df, filename, [*setting, "threads"])
     from experiments.tools import efficiency
 
     if args.only in (None, "allocator"):
         from experiments.tools.allocator_bench import bench_allocator
 
-        df = stamped(bench_allocator(args.repeats))
-        path = Path(out) / "allocator.csv"
-        if path.exists():  # keep other CPUs' figures
-            df = merge_setting_rows(path, df, ["threads"])
-        atomic_write_csv(df, path)
+        write(bench_allocator(args.repeats), "allocator.csv", ["threads"])
     if args.only in (None, "mfu"):
         df = stamped(efficiency.bench_mfu(threads=args.threads))
         path = Path(out) / "mfu.csv"
@@ -413,12 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table.to_string(index=False), flush=True)
     if args.only in (None, "overhead"):
         rows = [efficiency.bench_overhead(profile=p) for p in args.profiles]
-        df = stamped(pd.DataFrame(rows))
-        path = Path(out) / "overhead.csv"
-        if path.exists():  # keep the profiles not re-run, and other CPUs' figures
-            df = merge_setting_rows(path, df, ["profile"])
-        atomic_write_csv(df, path)
+        write(pd.DataFrame(rows), "overhead.csv", ["profile"])
     if args.only in (None, "layout"):
-        df = stamped(efficiency.bench_layout())
-        atomic_write_csv(df, Path(out) / "layout.csv")
+        write(efficiency.bench_layout(), "layout.csv", ["model", "workers", "threads"])
     return 0
