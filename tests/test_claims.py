@@ -248,3 +248,33 @@ def test_not_worse_is_a_one_sided_test_against_the_margin():
     shown = cl.format_claims(v.reset_index()).set_index("claim")
     assert shown.loc["better not worse", "expected"] == "≥ −0.5"
     assert shown.loc["better not worse", "claim holds"] == "yes"
+
+
+def test_the_committed_report_prints_intervals_that_give_its_verdicts():
+    """Re-read from the committed ``results/REPORT.md`` alone, as a reader would: every claim's
+    printed interval (Δ ± half width, rounded to 0.01) gives its printed verdict."""
+    import re
+    from pathlib import Path
+
+    report = Path(__file__).resolve().parents[1] / "results" / "REPORT.md"
+    text = report.read_text().split("## Did the repository's own choices hold?")[0]
+    rows = 0
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        found = re.fullmatch(r"([+-]?[\d.]+) ± ([\d.]+)", cells[5]) if len(cells) > 12 else None
+        if not found:
+            continue
+        rows += 1
+        delta, half = float(found[1]), float(found[2])
+        low, high, expected, verdict = delta - half, delta + half, cells[4], cells[12]
+        margin = float(re.findall(r"[\d.]+", expected)[0]) if expected[0] in "≈≥" else 0.5
+        tol = 0.011  # two printed figures rounded to 0.01
+        if verdict in ("agrees", "disagrees") and expected in ("+", "−"):
+            assert low > -tol or high < tol, line
+        elif verdict == "equivalent":
+            assert -margin - tol < low and high < margin + tol, line
+        elif verdict == "inconclusive" and expected in ("+", "−"):
+            assert low < tol and high > -tol and (low < -margin + tol or high > margin - tol), line
+        elif expected.startswith("≥") and verdict == "agrees":
+            assert low > -margin - tol, line
+    assert rows >= 44  # every paper claim at both profiles
