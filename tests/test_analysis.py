@@ -594,10 +594,64 @@ def test_data_spread_pairs_each_arm_by_seed_and_compares_variances():
                              "test_top1": base + shift})  # fmt: skip
     rows.append({**rows[0], "seed": 99})  # no partner: not paired
     rows.append({**rows[1], "profile": "pilot"})  # another profile: not read
-    table = noise.data_spread(pd.DataFrame(rows))
+    table = noise.spread(pd.DataFrame(rows))
     assert table["images"].tolist() == ["profile", "every_image"]
     assert table["seeds"].tolist() == [30, 30]
     first = pd.DataFrame(rows[:60:2]).test_top1.to_numpy() - pd.DataFrame(rows[1:60:2]).test_top1
     assert table["sd of paired Δ"].iloc[0] == pytest.approx(np.std(first, ddof=1))
     assert table["variance ratio"].iloc[0] == 1 and table["variance ratio"].iloc[1] < 0.5
     assert table["p (F, two-sided)"].iloc[1] < 0.01
+
+
+def test_spread_prices_each_arm_by_the_seeds_and_run_time_its_claim_would_need():
+    from experiments.analysis import noise, projection
+
+    z = np.random.default_rng(1).normal(size=12)
+    z = (z - z.mean()) / z.std(ddof=1)  # paired differences of mean 0.3 and sd exactly `sd`
+    rows = []
+    for arm, sd, run_s in (("profile", 0.8, 200.0), ("double", 0.4, 400.0)):
+        for seed in range(12):
+            for local, shift in (("true", 0.3 + sd * z[seed]), ("false", 0.0)):
+                rows.append({"grid": "calibration/steps", "status": "ok", "profile": "quick",
+                             "cell": f"local={local}, steps={arm}", "seed": seed,
+                             "test_top1": 85 + shift, "run_s": run_s, "wall_s": run_s,
+                             "threads": 2})  # fmt: skip
+    claim = {"margin": 0.5, "level": 0.007, "test": "difference"}
+    table = noise.spread(pd.DataFrame(rows), noise.STEPS_GRID, claim=claim)
+    assert table["steps"].tolist() == ["profile", "double"]
+    assert table["core-min a run"].tolist() == pytest.approx([400 / 60, 800 / 60])
+    for r in table.itertuples():
+        n = projection.seeds_to_decide(r[5], r[6], 0.5, 0.007, "difference")
+        assert r[9] == n
+        # n seeds of two cells, each run r[8] core-minutes, on a 2-core machine
+        assert r[10] == pytest.approx(n * 2 * r[8] / 60 / 2)
+    assert table["sd of paired Δ"].tolist() == pytest.approx([0.8, 0.4])
+    # a quarter of the variance at twice the run time: decided for less compute
+    assert table["variance ratio"].iloc[1] == pytest.approx(0.25)
+    assert table["2-core hours to decide"].iloc[1] < table["2-core hours to decide"].iloc[0]
+    # no claim given: no prices
+    assert "seeds to decide" not in noise.spread(pd.DataFrame(rows), noise.STEPS_GRID)
+
+
+def test_report_sets_the_steps_calibration_beside_the_data_one(tmp_path):
+    """Each calibration grid of seed noise gets its own table in the noise section, its arms
+    named by the axis it varies; a grid not run adds nothing."""
+    results_dir = tmp_path / "results"
+    shutil.copytree(FIXTURE, results_dir)
+    template = pd.read_csv(next((results_dir / "localvit").glob("*.csv"))).iloc[0].to_dict()
+    rows = []
+    for arm in ("profile", "double"):
+        for seed in range(4):
+            for local in ("true", "false"):
+                rows.append({**template, "grid": "calibration/steps", "paper": "calibration",
+                             "table": "steps", "cell": f"local={local}, steps={arm}",
+                             "seed": seed, "profile": "quick", "status": "ok",
+                             "test_top1": 85 + 0.1 * seed + (local == "true") * 0.3 * (seed % 2)})  # fmt: skip
+    (results_dir / "calibration").mkdir()
+    pd.DataFrame(rows).to_csv(results_dir / "calibration" / "steps.csv", index=False)
+    report.main(["--results", str(results_dir), "--no-notebooks", "--no-figures"])
+    text = (results_dir / "REPORT.md").read_text()
+    section = text.split("## Where does the seed noise come from?")[1].split("\n## ")[0]
+    assert "A longer schedule (`ablations/calibration/steps.yaml`)" in section
+    assert "| steps " in section and "| double " in section and "| profile " in section
+    assert "Fresher training data" not in section

@@ -75,7 +75,11 @@ def test_knobs_added_later_keep_old_ids():
     assert run_id(BASE, 0) != run_id(_with("train", val_every=3), 0)
     assert run_id(BASE, 0) != run_id(_with("train", steps=40), 0)
     assert run_id(BASE, 0) != run_id(_with("train", precise_bn=4), 0)
-    assert set(NEUTRAL["train"]) == {"steps", "precise_bn", "val_every"}
+    assert set(NEUTRAL["train"]) == {"steps", "precise_bn", "val_every", "budget_scale"}
+    # a scaled budget is the budget written out, not another run
+    assert run_id(_with("train", budget_scale=1.0), 0) == run_id(BASE, 0)
+    assert run_id(_with("train", budget_scale=2), 0) == run_id(_with("train", epochs=2), 0)
+    assert run_id(_with("train", budget_scale=2), 0) != run_id(BASE, 0)
 
 
 def test_committed_ids_still_resolve():

@@ -106,3 +106,61 @@ def test_the_simulated_looks_are_the_schedules():
     assert carried_looks([(3, 3, 12), (3, 6, 24)], now)[:8] == [3, 6, 9, 12, 15, 21, 24, 27]
     explicit = false_decision_rate(0.05, looks=[3, 6, 9, 12], reps=5_000)
     assert explicit == false_decision_rate(0.05, batch=3, cap=12, reps=5_000)
+
+
+def _two_grid_campaign(se_b: float = 0.25) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two claims against one baseline that two grids share (same run ids), and a clear one."""
+    verdicts = pd.DataFrame(
+        {
+            "paper": "p", "grid": ["p/g", "p/h", "p/h"], "profile": "quick",
+            "claim": ["a beats o", "b beats o", "c beats o"], "cell": ["x=a", "y=b", "y=c"],
+            "versus_cell": ["x=o", "y=o", "y=o"], "expect": "better", "expected_sign": 1,
+            "margin": 0.5, "n_pairs": 6, "delta": [0.25, 0.25, 5.0],
+            "se": [0.25, se_b, 0.1], "level": 0.05 / 3, "verdict": "inconclusive",
+        }
+    )  # fmt: skip
+    results = pd.DataFrame(
+        [{"paper": "p", "grid": g, "profile": "quick", "cell": c, "seed": s,
+          "run_id": f"{'o' if c.endswith('=o') else c}{s}", "status": "ok",
+          "run_s": 300.0, "wall_s": 290.0, "threads": 1}
+         for g, cells in (("p/g", ("x=a", "x=o")), ("p/h", ("y=b", "y=c", "y=o")))
+         for c in cells for s in range(6)]
+    )  # fmt: skip
+    return verdicts, results
+
+
+def test_the_target_floor_runs_each_cell_once_at_the_seeds_its_claims_need():
+    verdicts, results = _two_grid_campaign()
+    n = pj.seeds_to_decide(0.25, 0.25 * math.sqrt(6), 0.5, 0.05 / 3, "difference")
+    assert n > 3
+    row = pj.target_cost(verdicts, results, target_hours=1.5).iloc[0]
+    # x=o and y=o are one configuration: 4 cells, not 5; the clear claim's cell needs only 3
+    assert row["claims"] == 3 and row["claim cells"] == 4
+    assert row["runs"] == 3 * n + 3
+    hours = (3 * n + 3) * 300.0 / 3600 / 2
+    assert row["2-core machine hours"] == pytest.approx(hours, abs=0.005)
+    assert row["hours at 3 seeds a cell"] == pytest.approx(4 * 3 * 300.0 / 3600 / 2, abs=0.005)
+    assert row["runs x cheaper"] == pytest.approx(hours / 1.5, abs=0.05)
+    # every margin widened to 1 pp: the two close claims need fewer seeds
+    wide = max(3, pj.seeds_to_decide(0.25, 0.25 * math.sqrt(6), 1.0, 0.05 / 3, "difference"))
+    assert wide < n
+    assert row["hours at margin 1 pp"] == pytest.approx((3 * wide + 3) * 300 / 7200, abs=0.006)
+
+
+def test_the_target_sd_factor_is_the_largest_that_meets_it():
+    verdicts, results = _two_grid_campaign()
+    target = 1.0  # hours: above the noise-free floor (0.5 h), below today's
+    factor = pj.target_cost(verdicts, results, target_hours=target)["sd x"].iloc[0]
+    assert 0 < factor < 1
+    identity = pj.cell_identity(results)
+
+    def hours(scale: float) -> float:
+        needs = pj._claim_needs(verdicts, scale, 3, identity)
+        return needs["seeds"].sum() * 300.0 / 3600 / 2
+
+    assert hours(factor - 0.01) <= target < hours(factor + 0.02)
+    # a target below the noise-free floor: no sd reaches it
+    out = pj.target_cost(verdicts, results, target_hours=0.4)["sd x"].iloc[0]
+    assert math.isnan(out)
+    # a target above today's cost: nothing has to fall
+    assert pj.target_cost(verdicts, results, target_hours=100)["sd x"].iloc[0] == 1.0

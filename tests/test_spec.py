@@ -101,6 +101,11 @@ BAD = {
         "train.weight_decay",
         ">= 0",
     ),
+    "a budget scaled by zero": (
+        GOOD.replace("model.layers: [none, low]", "train.budget_scale: [1, 0]"),
+        "train.budget_scale",
+        "> 0",
+    ),
     "three-channel images only as 1 or 3": (
         GOOD.replace("name: synthetic", "name: synthetic, channels: 2"),
         "base.data.channels",
@@ -206,3 +211,27 @@ def test_values_keep_their_types(tmp_path):
     assert type(train["epochs"]) is int and type(train["lr"]) is float
     assert train["warmup_epochs"] == 1.0 and type(train["warmup_epochs"]) is float
     assert config["model"] == {"name": "localvit_micro", "heads": 3, "layers": "none"}
+
+
+def test_a_scaled_budget_is_the_budget_written_out(tmp_path):
+    """``train.budget_scale`` multiplies the profile's steps (or its epochs where it has none);
+    the run is the one with that budget written out: same config in its table, same id."""
+    from experiments.run.recipe import TrainConfig, scaled_budget
+
+    assert scaled_budget({"steps": 756, "budget_scale": 2}) == {"steps": 1512}
+    assert scaled_budget({"epochs": 3, "budget_scale": 0.5}) == {"epochs": 2}
+    assert scaled_budget({"epochs": 1, "budget_scale": 0.1}) == {"epochs": 1}
+    assert TrainConfig(steps=100, budget_scale=1.5).steps == 150
+    assert TrainConfig(epochs=4, budget_scale=2).epochs == 8
+    path = tmp_path / "g.yaml"
+    path.write_text(GOOD.replace("model.layers: [none, low]", "train.budget_scale: [1, 2]"))
+    written = tmp_path / "w.yaml"
+    written.write_text(GOOD.replace("model.layers: [none, low]", "train.epochs: [1, 2]"))
+    scaled, plain = load_spec(path).expand("smoke"), load_spec(written).expand("smoke")
+    assert [r.run_id for r in scaled] == [r.run_id for r in plain]
+    assert [r.config["train"]["epochs"] for r in scaled] == [1, 1, 2, 2]
+    assert not any("budget_scale" in r.config["train"] for r in scaled)
+    # at a profile that counts steps, the steps are scaled
+    (tmp_path / "profiles.yaml").write_text("quick: {train: {steps: 756}}\n")
+    quick = load_spec(path).expand("quick", seeds=[0])
+    assert [r.config["train"]["steps"] for r in quick] == [756, 1512]

@@ -5,16 +5,39 @@ Two sources are read here. ``results/noise/summary.csv`` (written by
 paired difference into test-set sampling and the networks themselves. The calibration grid
 ``ablations/calibration/data.yaml`` trains one claim's pair of cells on the profile's training
 images and on every training image at the same steps; the spread of its paired differences
-says whether fresher data makes seeds agree.
+says whether fresher data makes seeds agree; ``ablations/calibration/steps.yaml`` does the same
+for a longer schedule, and each arm is priced by what deciding the claim would cost there.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 from scipy import stats
 
-# the calibration grid: its two cells per seed differ in `pair`, its arms in `by`
-DATA_GRID = {"grid": "calibration/data", "pair": "local", "by": "images", "first": "true"}
+from experiments.analysis.compute import MACHINE_CORES, run_seconds
+from experiments.analysis.projection import seeds_to_decide
+
+
+@dataclass(frozen=True)
+class SpreadGrid:
+    """A calibration grid that trains one claim's pair of cells under several arms of one
+    protocol choice: its two cells per seed differ in ``pair`` (``first`` is the claim's
+    cell), its arms in ``by``; ``claim_grid`` is the grid whose claim the pair is."""
+
+    grid: str
+    pair: str
+    by: str
+    first: str
+    claim_grid: str
+
+
+# fresher data: the profile's 5,000 images against every training image, at the same steps
+DATA_GRID = SpreadGrid("calibration/data", "local", "images", "true", "casvit/local")
+# a longer schedule: the profile's 756 optimizer steps against twice as many
+STEPS_GRID = SpreadGrid("calibration/steps", "local", "steps", "true", "casvit/local")
+SPREAD_GRIDS = (DATA_GRID, STEPS_GRID)
 
 
 def _pp(v: float) -> str:
@@ -77,43 +100,62 @@ def _cell_axes(cell: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in cell.split(", "))
 
 
-def data_spread(
-    results: pd.DataFrame, metric: str = "test_top1", profile: str = "quick"
+def spread(
+    results: pd.DataFrame,
+    g: SpreadGrid = DATA_GRID,
+    metric: str = "test_top1",
+    profile: str = "quick",
+    claim: dict | None = None,
 ) -> pd.DataFrame:
-    """Per arm of the data calibration grid: the paired difference of its two cells by seed,
-    its sd, and the variance ratio against the first arm (two-sided F test)."""
-    g = DATA_GRID
+    """Per arm of a calibration grid: the paired difference of its two cells by seed, its sd,
+    and the variance ratio against the first arm (two-sided F test).
+
+    With ``claim`` (its ``margin``, Holm ``level`` and ``test``, as the claims table has them)
+    each arm also gets what deciding that claim would cost there: the seeds at which the
+    claim's interval would decide it with the arm's mean and sd (``projection``), and the
+    2-core machine hours of those seeds' runs at the arm's median run time. That is the figure
+    a protocol choice is judged by: a longer or bigger run pays when it cuts the seeds by more
+    than it adds to each run."""
     rows = results[
-        (results["grid"] == g["grid"])
-        & (results["status"] == "ok")
-        & (results["profile"] == profile)
+        (results["grid"] == g.grid) & (results["status"] == "ok") & (results["profile"] == profile)
     ]
     if rows.empty:
         return pd.DataFrame()
     axes = rows["cell"].map(_cell_axes)
-    rows = rows.assign(
-        pair=axes.map(lambda a: a.get(g["pair"])), by=axes.map(lambda a: a.get(g["by"]))
-    )
+    rows = rows.assign(pair=axes.map(lambda a: a.get(g.pair)), by=axes.map(lambda a: a.get(g.by)))
     out = []
     for arm, arm_rows in rows.groupby("by", sort=False):
         wide = arm_rows.pivot_table(index="seed", columns="pair", values=metric, aggfunc="first")
         if wide.shape[1] != 2:
             continue
-        first = g["first"] if g["first"] in wide else wide.columns[0]
+        first = g.first if g.first in wide else wide.columns[0]
         other = next(c for c in wide.columns if c != first)
         wide = wide.dropna()
         diff = wide[first] - wide[other]
-        out.append(
-            {
-                "images": arm,
-                "seeds": len(diff),
-                f"{g['pair']}={first}": wide[first].mean(),
-                f"{g['pair']}={other}": wide[other].mean(),
-                "Δ (pp)": diff.mean(),
-                "sd of paired Δ": diff.std(ddof=1),
-                "sd of each cell": (wide[first].std(ddof=1) + wide[other].std(ddof=1)) / 2,
-            }
-        )
+        row = {
+            g.by: arm,
+            "seeds": len(diff),
+            f"{g.pair}={first}": wide[first].mean(),
+            f"{g.pair}={other}": wide[other].mean(),
+            "Δ (pp)": diff.mean(),
+            "sd of paired Δ": diff.std(ddof=1),
+            "sd of each cell": (wide[first].std(ddof=1) + wide[other].std(ddof=1)) / 2,
+        }
+        if claim is not None:
+            threads = arm_rows["threads"].fillna(1) if "threads" in arm_rows else 1
+            run_min = float((run_seconds(arm_rows) * threads).median()) / 60
+            n = seeds_to_decide(
+                row["Δ (pp)"], row["sd of paired Δ"], claim["margin"], claim["level"],
+                claim["test"],
+            )  # fmt: skip
+            row.update(
+                {
+                    "core-min a run": run_min,
+                    "seeds to decide": n,
+                    f"{MACHINE_CORES}-core hours to decide": n * 2 * run_min / 60 / MACHINE_CORES,
+                }
+            )
+        out.append(row)
     table = pd.DataFrame(out)
     if len(table) > 1:
         ref = table.iloc[0]

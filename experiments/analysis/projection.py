@@ -133,3 +133,113 @@ def cost_to_decide(projected: pd.DataFrame, results: pd.DataFrame) -> pd.DataFra
             }
         )
     return pd.DataFrame(rows)
+
+
+def cell_identity(results: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+    """(grid, profile, cell) -> the run id of the cell's lowest seed: two grids' cells that
+    train the same configuration (and so share their runs) get the same identity."""
+    ok = results[results["status"] == "ok"].sort_values("seed", kind="stable")
+    first = ok.drop_duplicates(["grid", "profile", "cell"])
+    return {
+        (g, p, c): rid
+        for g, p, c, rid in zip(
+            first["grid"], first["profile"], first["cell"], first["run_id"], strict=True
+        )
+    }
+
+
+def _claim_needs(
+    verdicts: pd.DataFrame,
+    sd_scale: float,
+    first_look: int,
+    identity: dict,
+    margin: float | None = None,
+) -> pd.DataFrame:
+    """Per claim cell: the seeds the claims comparing it would need at ``sd_scale`` times their
+    observed sd, at their own margins or at ``margin`` (a cell shared by claims, or by grids,
+    runs to the largest n any needs)."""
+    need: dict[str, float] = {}
+    where: dict[str, tuple[str, str, str]] = {}
+    for r in verdicts.itertuples():
+        sd = r.se * math.sqrt(r.n_pairs) * sd_scale
+        m = r.margin if margin is None else margin
+        n = seeds_to_decide(r.delta, sd, m, r.level, claim_test(r))
+        n = max(float(first_look), n if np.isfinite(n) else float(N_MAX))
+        for cell in (r.cell, r.versus_cell):
+            key = identity.get((r.grid, r.profile, cell), f"{r.grid}|{r.profile}|{cell}")
+            need[key] = max(need.get(key, 0.0), n)
+            where.setdefault(key, (r.paper, r.grid, r.profile))
+    return pd.DataFrame(
+        [(*where[k], n) for k, n in need.items()], columns=["paper", "grid", "profile", "seeds"]
+    )
+
+
+def target_cost(
+    verdicts: pd.DataFrame,
+    results: pd.DataFrame,
+    target_hours: float,
+    first_look: int = 3,
+    wider_margin: float = 1.0,
+) -> pd.DataFrame:
+    """What deciding every claim of a paper takes with the seeds each claim needs known in
+    advance, and what would bring that within ``target_hours`` of the 2-core machine.
+
+    Why: the compute a campaign took includes the rounds a stopping rule spends finding out how
+    many seeds a claim needs, so it overstates the protocol's own cost; this is its floor. Each
+    claim keeps its observed mean, sd of paired differences and final Holm level, and needs at
+    least ``first_look`` seeds; *hours at first_look seeds a cell* is the floor no reduction of
+    noise goes below. *runs x cheaper* is the factor the run time would have to fall by at
+    these seeds; *sd x* is the factor all sds would have to fall by (fewer seeds) at today's
+    run time, NaN where even the floor misses the target (bisection: seeds are whole and have
+    a floor, so it is not the square root of the first). *hours at margin wider_margin pp* is
+    the floor with every claim's margin widened to ``wider_margin``: the price of resolving
+    effects of half a point."""
+    tested = verdicts[verdicts["n_pairs"].fillna(0) >= 2]
+    tested = tested[tested["level"].notna() & tested["se"].notna()]
+    if tested.empty:
+        return pd.DataFrame()
+    per_run = _core_seconds_per_run(results)
+
+    def machine_hours(frame: pd.DataFrame) -> pd.Series:
+        core_s = [
+            n * per_run.get((g, p), np.nan)
+            for g, p, n in zip(frame["grid"], frame["profile"], frame["seeds"], strict=True)
+        ]
+        hours = frame.assign(core_s=core_s).groupby(["paper", "profile"])["core_s"].sum()
+        return hours / 3600 / MACHINE_CORES
+
+    identity = cell_identity(results)
+    floor = _claim_needs(tested, 1.0, first_look, identity)
+    noise_free = machine_hours(floor.assign(seeds=float(first_look)))
+    wider = machine_hours(_claim_needs(tested, 1.0, first_look, identity, wider_margin))
+    hours = machine_hours(floor)
+    rows = []
+    for (paper, profile), h in hours.items():
+        mine = tested[(tested["paper"] == paper) & (tested["profile"] == profile)]
+        cells = floor[(floor["paper"] == paper) & (floor["profile"] == profile)]
+        lo, hi = 0.0, 1.0  # sd scale that meets the target: bisect between none and today's
+        if h <= target_hours:
+            lo = 1.0
+        elif noise_free[(paper, profile)] > target_hours:
+            lo = math.nan  # out of reach: the first look alone costs more than the target
+        else:
+            for _ in range(30):
+                mid = (lo + hi) / 2
+                scaled = machine_hours(_claim_needs(mine, mid, first_look, identity)).iloc[0]
+                lo, hi = (mid, hi) if scaled <= target_hours else (lo, mid)
+        rows.append(
+            {
+                "profile": profile,
+                "paper": paper,
+                "claims": len(mine),
+                "claim cells": len(cells),
+                "seeds a cell (median)": cells["seeds"].median(),
+                "runs": int(cells["seeds"].sum()),
+                f"{MACHINE_CORES}-core machine hours": round(h, 2),
+                f"hours at {first_look} seeds a cell": round(noise_free[(paper, profile)], 2),
+                f"hours at margin {wider_margin:g} pp": round(wider[(paper, profile)], 2),
+                "runs x cheaper": round(h / target_hours, 1),
+                "sd x": round(lo, 2),
+            }
+        )
+    return pd.DataFrame(rows)

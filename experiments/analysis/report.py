@@ -252,6 +252,34 @@ def _looks_paragraph(claims: pd.DataFrame) -> list[str]:
     return out
 
 
+def _target_section(verdicts: pd.DataFrame, results: pd.DataFrame) -> list[str]:
+    """The floor of the present protocol's compute, set against the campaign's target."""
+    adaptive = [prof for prof, layer in _profile_defaults().items()
+                if ((layer or {}).get("seeds") or {}).get("cap")]  # fmt: skip
+    mine = verdicts[verdicts["profile"].isin(adaptive)]
+    table = projection.target_cost(mine, results, compute.TARGET_MACHINE_HOURS)
+    if table.empty:
+        return []
+    shown = table.astype(object).where(table.notna(), "out of reach")
+    return [
+        "### What would the 90-minute target take?",
+        "",
+        "The compute above includes the rounds the seed schedule spends finding out how many "
+        "seeds a claim needs. Its floor: every claim run once at the seeds it needs, known in "
+        "advance (the smallest n at which its interval at its final Holm level would decide it, "
+        "with its observed mean and sd of paired differences; at least the first look's 3), a "
+        "cell shared by claims or grids counted once, at its grid's median run time. *hours at "
+        "3 seeds a cell* is what the claim cells cost with no noise at all. *runs x cheaper* "
+        "is how much faster a run would have to be to decide every claim within the target at "
+        "these seeds, *sd x* how far every sd of paired differences would have to fall at "
+        "today's run time (*out of reach* where the noise-free floor already misses it). Run "
+        "times are those the tables recorded, on the hosts and code of their day.",
+        "",
+        markdown_table(shown),
+        "",
+    ]
+
+
 def _open_claims_section(verdicts: pd.DataFrame, results: pd.DataFrame) -> list[str]:
     """What deciding the still-inconclusive claims would cost, for the owner of the seed cap."""
     adaptive = [prof for prof, layer in _profile_defaults().items()
@@ -314,11 +342,63 @@ def _beyond_looks_section(every_row: pd.DataFrame, at_looks: pd.DataFrame) -> li
     ]
 
 
-def _noise_section(results_dir: Path, results: pd.DataFrame) -> list[str]:
+def _claim_terms(verdicts: pd.DataFrame, grid: str, profile: str = "quick") -> dict | None:
+    """The margin, Holm level and test of a grid's (first) claim at a profile, or None."""
+    mine = verdicts[(verdicts["grid"] == grid) & (verdicts["profile"] == profile)]
+    mine = mine[mine["level"].notna()] if "level" in mine else mine.iloc[0:0]
+    if mine.empty:
+        return None
+    r = mine.iloc[0]
+    return {"margin": r["margin"], "level": r["level"], "test": cl.claim_test(r)}
+
+
+# what each calibration grid of seed noise compares, for the report
+SPREAD_TEXT = {
+    noise.DATA_GRID.grid: "Fresher training data (`ablations/{grid}.yaml`): the same 756 steps "
+    "on the profile's 5,000 training images (about 10 epochs) or on all 59,000 (less than one)",
+    noise.STEPS_GRID.grid: "A longer schedule (`ablations/{grid}.yaml`): the profile's 756 "
+    "optimizer steps on its 5,000 training images (about 10 epochs) or twice as many (about 19)",
+}
+
+
+def _spread_lines(results: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
+    """One table per calibration grid of seed noise, each arm priced by its claim's cost."""
+    lines: list[str] = []
+    for g in noise.SPREAD_GRIDS:
+        claim = _claim_terms(verdicts, g.claim_grid)
+        table = noise.spread(results, g, claim=claim)
+        if table.empty:
+            continue
+        shown = table.copy()
+        for column in shown.columns[2:]:
+            digits = 3 if column.startswith("p ") else (0 if column == "seeds to decide" else 2)
+            shown[column] = shown[column].map(
+                lambda v, d=digits: f"{v:.{d}f}" if pd.notna(v) else f"> {projection.N_MAX}"
+            )
+        priced = (
+            f" *Seeds to decide* is where the interval of the `{g.claim_grid}` claim (margin "
+            f"{claim['margin']:g} pp, Holm level {claim['level']:.4f}) would decide it if the "
+            "arm's mean and sd of paired differences held, and *hours to decide* is those "
+            "seeds' runs, both cells, at the arm's median run time."
+            if claim
+            else ""
+        )
+        lines += [
+            SPREAD_TEXT.get(g.grid, "`ablations/{grid}.yaml`").format(grid=g.grid)
+            + "; each arm pairs its two cells by seed. The variance ratio is against the first "
+            "arm, with a two-sided F test." + priced,
+            "",
+            markdown_table(shown),
+            "",
+        ]
+    return lines
+
+
+def _noise_section(results_dir: Path, results: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
     """Where a claim's seed noise comes from (``experiments.analysis.noise``)."""
     path = results_dir / "noise" / "summary.csv"
-    spread = noise.data_spread(results)
-    if not path.is_file() and spread.empty:
+    spread = _spread_lines(results, verdicts)
+    if not path.is_file() and not spread:
         return []
     lines = ["## Where does the seed noise come from?", ""]
     if path.is_file():
@@ -343,20 +423,7 @@ def _noise_section(results_dir: Path, results: pd.DataFrame) -> list[str]:
             markdown_table(noise.summary_table(summary)),
             "",
         ]
-    if len(spread):
-        shown = spread.copy()
-        for column in shown.columns[2:]:
-            digits = 3 if column.startswith("p ") else 2
-            shown[column] = shown[column].map(lambda v, d=digits: f"{v:.{d}f}")
-        lines += [
-            f"Fresher training data (`ablations/{noise.DATA_GRID['grid']}.yaml`): the same "
-            "756 steps on the profile's 5,000 training images (about 10 epochs) or on all "
-            "59,000 (less than one); each arm pairs its two cells by seed. The variance ratio "
-            "is against the first arm, with a two-sided F test.",
-            "",
-            markdown_table(shown),
-            "",
-        ]
+    lines += spread
     return lines
 
 
@@ -431,7 +498,7 @@ def build_report(
             markdown_table(table),
             "",
         ]
-    lines += _noise_section(results_dir, every_row)
+    lines += _noise_section(results_dir, every_row, checked)
     cost = compute.campaign_compute(every_row)
     if len(cost):
         lines += [
@@ -451,6 +518,7 @@ def build_report(
             markdown_table(cost.astype(object).where(cost.notna(), "")),
             "",
         ]
+    lines += _target_section(verdicts, every_row)
     lines += _open_claims_section(verdicts, every_row)
 
     known = paper_names()

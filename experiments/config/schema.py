@@ -82,6 +82,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
     "train": {
         "epochs": COUNT,
         "steps": COUNT,
+        "budget_scale": above(0),
         "val_every": COUNT,
         "lr": above(0),
         "weight_decay": at_least(0),

@@ -31,6 +31,7 @@ from experiments.config.schema import (  # noqa: F401 - SpecError and the names 
 from experiments.config.toplevel import COMMON_KEYS, SpecBase, parse_top
 from experiments.run.data import DataConfig, DataSplitError, check_splits, data_info
 from experiments.run.identity import run_id
+from experiments.run.recipe import scaled_budget
 
 TOP_KEYS = {
     **COMMON_KEYS,
@@ -212,6 +213,7 @@ class GridSpec(SpecBase):
         runs = []
         for cell, overrides, labels in self.cells():
             config = with_dotted(base, overrides)
+            config["train"] = scaled_budget(config.get("train", {}))
             for seed in seeds if seeds is not None else self.seeds:
                 runs.append(Run(self.name, cell, seed, with_dotted(config, {}), labels))
         return runs

@@ -28,7 +28,7 @@ NOT_IDENTITY = {
 }
 # Knobs added after results were committed: at these values they reproduce the numbers of
 # the code before them, so they are left out of the hash there and old run ids stay valid.
-NEUTRAL = {"train": {"steps": None, "precise_bn": 0, "val_every": 1}}
+NEUTRAL = {"train": {"steps": None, "precise_bn": 0, "val_every": 1, "budget_scale": 1.0}}
 # Model toggles added later, per architecture: the values (the default, or None where inert)
 # at which the network is the one built before the toggle existed.
 NEUTRAL_TOGGLES = {"EfficientMod": {"norm": ("layernorm", None)}}

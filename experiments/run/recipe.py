@@ -18,6 +18,10 @@ class TrainConfig:
     # the budget in optimizer steps (None: whole epochs); epochs then follow from the dataset,
     # ceil(steps / batches per epoch), the last one partial, so a small dataset still trains
     steps: int | None = None
+    # multiplies the budget a profile gives (its steps, else its epochs), so a calibration
+    # grid can say "twice the profile's budget" at any profile; resolved on construction
+    # (``scaled_budget``), after which it reads 1.0 and steps or epochs hold the product
+    budget_scale: float = 1.0
     # at most this many epochs between validations; the last epoch is always validated (the
     # interval used is the largest divisor of the epoch count not above this)
     val_every: int = 1
@@ -46,6 +50,27 @@ class TrainConfig:
     # from `make bench`, measured in isolation, not from runs that share the machine)
     bench_seconds: float = 1.0
     inject_nan_at_step: int | None = None  # fault injection: turn the loss into NaN
+
+    def __post_init__(self) -> None:
+        if self.budget_scale != 1.0:
+            scaled = scaled_budget(vars(self))
+            self.steps, self.epochs = scaled.get("steps"), scaled["epochs"]
+            self.budget_scale = 1.0
+
+
+def scaled_budget(train: dict) -> dict:
+    """``train:`` with ``budget_scale`` applied: ``steps`` (when set) or ``epochs`` multiplied
+    and rounded (at least 1), the scale itself dropped. A run's table then shows the budget it
+    trained, and its id is that of the same budget written out."""
+    out = dict(train)
+    scale = out.pop("budget_scale", 1.0)
+    if scale == 1.0:
+        return out
+    if out.get("steps") is not None:
+        out["steps"] = max(1, round(out["steps"] * scale))
+    else:
+        out["epochs"] = max(1, round(out.get("epochs", TrainConfig.epochs) * scale))
+    return out
 
 
 def fused_adamw_ok(model: torch.nn.Module) -> bool:
