@@ -609,28 +609,39 @@ def test_spread_prices_each_arm_by_the_seeds_and_run_time_its_claim_would_need()
     z = np.random.default_rng(1).normal(size=12)
     z = (z - z.mean()) / z.std(ddof=1)  # paired differences of mean 0.3 and sd exactly `sd`
     rows = []
-    for arm, sd, run_s in (("profile", 0.8, 200.0), ("double", 0.4, 400.0)):
+    # the double arm's own times (a slower host) are not what it is priced at: its steps are
+    for arm, sd, steps, run_s in (("profile", 0.8, 756, 200.0), ("double", 0.4, 1512, 900.0)):
         for seed in range(12):
             for local, shift in (("true", 0.3 + sd * z[seed]), ("false", 0.0)):
                 rows.append({"grid": "calibration/steps", "status": "ok", "profile": "quick",
                              "cell": f"local={local}, steps={arm}", "seed": seed,
                              "test_top1": 85 + shift, "run_s": run_s, "wall_s": run_s,
-                             "threads": 2})  # fmt: skip
+                             "threads": 2, "train.steps": steps})  # fmt: skip
     claim = {"margin": 0.5, "level": 0.007, "test": "difference"}
     table = noise.spread(pd.DataFrame(rows), noise.STEPS_GRID, claim=claim)
     assert table["steps"].tolist() == ["profile", "double"]
+    assert table["optimizer steps"].tolist() == [756, 1512]
     assert table["core-min a run"].tolist() == pytest.approx([400 / 60, 800 / 60])
-    for r in table.itertuples():
-        n = projection.seeds_to_decide(r[5], r[6], 0.5, 0.007, "difference")
-        assert r[9] == n
-        # n seeds of two cells, each run r[8] core-minutes, on a 2-core machine
-        assert r[10] == pytest.approx(n * 2 * r[8] / 60 / 2)
+    for r in table.to_dict("records"):
+        n = projection.seeds_to_decide(r["Δ (pp)"], r["sd of paired Δ"], 0.5, 0.007, "difference")
+        assert r["seeds to decide"] == n
+        # n seeds of two cells, each run that many core-minutes, on a 2-core machine
+        assert r["2-core hours to decide"] == pytest.approx(n * 2 * r["core-min a run"] / 60 / 2)
     assert table["sd of paired Δ"].tolist() == pytest.approx([0.8, 0.4])
+    # the same mean difference in both arms: the budget does not move the claim
+    assert table["Δ − first arm's Δ"].tolist() == pytest.approx([0, 0], abs=1e-9)
+    assert table["p (Welch)"].tolist() == pytest.approx([1, 1])
     # a quarter of the variance at twice the run time: decided for less compute
     assert table["variance ratio"].iloc[1] == pytest.approx(0.25)
     assert table["2-core hours to decide"].iloc[1] < table["2-core hours to decide"].iloc[0]
     # no claim given: no prices
     assert "seeds to decide" not in noise.spread(pd.DataFrame(rows), noise.STEPS_GRID)
+    # a budget that moves the claim's effect by 1 pp is seen to
+    moved = pd.DataFrame(rows)
+    moved.loc[moved["cell"] == "local=true, steps=double", "test_top1"] += 1.0
+    shifted = noise.spread(moved, noise.STEPS_GRID)
+    assert shifted["Δ − first arm's Δ"].iloc[1] == pytest.approx(1.0)
+    assert shifted["p (Welch)"].iloc[1] < 0.01
 
 
 def test_report_sets_the_steps_calibration_beside_the_data_one(tmp_path):

@@ -100,6 +100,14 @@ def _cell_axes(cell: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in cell.split(", "))
 
 
+def _steps(rows: pd.DataFrame) -> float:
+    """The budget of an arm's runs: ``train.steps`` where the table has it, else the epochs
+    they ran (a grid that counts epochs trains every arm on the same data)."""
+    if "train.steps" in rows and rows["train.steps"].notna().all():
+        return float(rows["train.steps"].median())
+    return float(rows["epochs_run"].median())
+
+
 def spread(
     results: pd.DataFrame,
     g: SpreadGrid = DATA_GRID,
@@ -108,14 +116,18 @@ def spread(
     claim: dict | None = None,
 ) -> pd.DataFrame:
     """Per arm of a calibration grid: the paired difference of its two cells by seed, its sd,
-    and the variance ratio against the first arm (two-sided F test).
+    the variance ratio against the first arm (two-sided F test), and how far the arm moves the
+    difference itself from the first arm's (Welch's t-test): a budget that changes a claim's
+    effect measures learning speed as well as the architecture.
 
     With ``claim`` (its ``margin``, Holm ``level`` and ``test``, as the claims table has them)
     each arm also gets what deciding that claim would cost there: the seeds at which the
     claim's interval would decide it with the arm's mean and sd (``projection``), and the
-    2-core machine hours of those seeds' runs at the arm's median run time. That is the figure
-    a protocol choice is judged by: a longer or bigger run pays when it cuts the seeds by more
-    than it adds to each run."""
+    2-core machine hours of those seeds' runs. That is the figure a protocol choice is judged
+    by: a longer or bigger run pays when it cuts the seeds by more than it adds to each run.
+    A run is priced at the first arm's median run time times the arm's optimizer steps over
+    the first arm's: the arms' own times were recorded on whatever host ran them, and hosts
+    differ by more than the arms do."""
     rows = results[
         (results["grid"] == g.grid) & (results["status"] == "ok") & (results["profile"] == profile)
     ]
@@ -123,7 +135,7 @@ def spread(
         return pd.DataFrame()
     axes = rows["cell"].map(_cell_axes)
     rows = rows.assign(pair=axes.map(lambda a: a.get(g.pair)), by=axes.map(lambda a: a.get(g.by)))
-    out = []
+    out, diffs = [], []
     for arm, arm_rows in rows.groupby("by", sort=False):
         wide = arm_rows.pivot_table(index="seed", columns="pair", values=metric, aggfunc="first")
         if wide.shape[1] != 2:
@@ -132,6 +144,7 @@ def spread(
         other = next(c for c in wide.columns if c != first)
         wide = wide.dropna()
         diff = wide[first] - wide[other]
+        diffs.append(diff)
         row = {
             g.by: arm,
             "seeds": len(diff),
@@ -143,20 +156,21 @@ def spread(
         }
         if claim is not None:
             threads = arm_rows["threads"].fillna(1) if "threads" in arm_rows else 1
-            run_min = float((run_seconds(arm_rows) * threads).median()) / 60
-            n = seeds_to_decide(
+            row["_core_min"] = float((run_seconds(arm_rows) * threads).median()) / 60
+            row["optimizer steps"] = _steps(arm_rows)
+            row["seeds to decide"] = seeds_to_decide(
                 row["Δ (pp)"], row["sd of paired Δ"], claim["margin"], claim["level"],
                 claim["test"],
             )  # fmt: skip
-            row.update(
-                {
-                    "core-min a run": run_min,
-                    "seeds to decide": n,
-                    f"{MACHINE_CORES}-core hours to decide": n * 2 * run_min / 60 / MACHINE_CORES,
-                }
-            )
         out.append(row)
     table = pd.DataFrame(out)
+    if claim is not None and len(table):
+        first_arm = table.iloc[0]
+        run_min = first_arm["_core_min"] * table["optimizer steps"] / first_arm["optimizer steps"]
+        hours = table["seeds to decide"] * 2 * run_min / 60 / MACHINE_CORES
+        table = table.drop(columns="_core_min").assign(
+            **{"core-min a run": run_min, f"{MACHINE_CORES}-core hours to decide": hours}
+        )
     if len(table) > 1:
         ref = table.iloc[0]
         ratio = (table["sd of paired Δ"] / ref["sd of paired Δ"]) ** 2
@@ -164,5 +178,14 @@ def spread(
             2 * min(stats.f.cdf(r, n - 1, ref["seeds"] - 1), stats.f.sf(r, n - 1, ref["seeds"] - 1))
             for r, n in zip(ratio, table["seeds"], strict=True)
         ]
-        table = table.assign(**{"variance ratio": ratio, "p (F, two-sided)": p})
+        # does the arm move the claim itself? its Δ against the first arm's (Welch)
+        welch = [stats.ttest_ind(d, diffs[0], equal_var=False).pvalue for d in diffs]
+        table = table.assign(
+            **{
+                "variance ratio": ratio,
+                "p (F, two-sided)": p,
+                "Δ − first arm's Δ": table["Δ (pp)"] - ref["Δ (pp)"],
+                "p (Welch)": welch,
+            }
+        )
     return table

@@ -371,7 +371,8 @@ def _spread_lines(results: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
             continue
         shown = table.copy()
         for column in shown.columns[2:]:
-            digits = 3 if column.startswith("p ") else (0 if column == "seeds to decide" else 2)
+            whole = column in ("seeds to decide", "optimizer steps")
+            digits = 3 if column.startswith("p ") else (0 if whole else 2)
             shown[column] = shown[column].map(
                 lambda v, d=digits: f"{v:.{d}f}" if pd.notna(v) else f"> {projection.N_MAX}"
             )
@@ -379,7 +380,9 @@ def _spread_lines(results: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
             f" *Seeds to decide* is where the interval of the `{g.claim_grid}` claim (margin "
             f"{claim['margin']:g} pp, Holm level {claim['level']:.4f}) would decide it if the "
             "arm's mean and sd of paired differences held, and *hours to decide* is those "
-            "seeds' runs, both cells, at the arm's median run time."
+            "seeds' runs, both cells, each at the first arm's median run time times its share "
+            "of optimizer steps (the arms ran on different hosts, whose speeds differ by more "
+            "than the arms do)."
             if claim
             else ""
         )
