@@ -666,3 +666,16 @@ def test_report_sets_the_steps_calibration_beside_the_data_one(tmp_path):
     assert "A longer schedule (`ablations/calibration/steps.yaml`)" in section
     assert "| steps " in section and "| double " in section and "| profile " in section
     assert "Fresher training data" not in section
+
+
+def test_report_sets_the_protocol_floor_beside_the_target(tmp_path):
+    """The compute section ends with the present protocol's floor per paper against the
+    campaign's target, one row per paper of a profile with a seed schedule."""
+    results_dir = tmp_path / "results"
+    shutil.copytree(FIXTURE, results_dir)
+    report.main(["--results", str(results_dir), "--no-notebooks", "--no-figures"])
+    text = (results_dir / "REPORT.md").read_text()
+    section = text.split("### What would the 90-minute target take?")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| quick ")]
+    assert [r.split("|")[2].strip() for r in rows] == ["efficientmod", "localvit"]
+    assert "runs x cheaper" in section and "hours at margin 1 pp" in section

@@ -252,17 +252,22 @@ def _looks_paragraph(claims: pd.DataFrame) -> list[str]:
     return out
 
 
+def _adaptive_profiles() -> list[str]:
+    """The profiles whose seeds a schedule adds by precision (``seeds: {cap}``)."""
+    defaults = _profile_defaults().items()
+    return [prof for prof, layer in defaults if ((layer or {}).get("seeds") or {}).get("cap")]
+
+
 def _target_section(verdicts: pd.DataFrame, results: pd.DataFrame) -> list[str]:
     """The floor of the present protocol's compute, set against the campaign's target."""
-    adaptive = [prof for prof, layer in _profile_defaults().items()
-                if ((layer or {}).get("seeds") or {}).get("cap")]  # fmt: skip
+    adaptive = _adaptive_profiles()
     mine = verdicts[verdicts["profile"].isin(adaptive)]
     table = projection.target_cost(mine, results, compute.TARGET_MACHINE_HOURS)
     if table.empty:
         return []
     shown = table.astype(object).where(table.notna(), "out of reach")
     return [
-        "### What would the 90-minute target take?",
+        f"### What would the {compute.TARGET_MACHINE_HOURS * 60:.0f}-minute target take?",
         "",
         "The compute above includes the rounds the seed schedule spends finding out how many "
         "seeds a claim needs. Its floor: every claim run once at the seeds it needs, known in "
@@ -272,7 +277,8 @@ def _target_section(verdicts: pd.DataFrame, results: pd.DataFrame) -> list[str]:
         "3 seeds a cell* is what the claim cells cost with no noise at all. *runs x cheaper* "
         "is how much faster a run would have to be to decide every claim within the target at "
         "these seeds, *sd x* how far every sd of paired differences would have to fall at "
-        "today's run time (*out of reach* where the noise-free floor already misses it). Run "
+        "today's run time (*out of reach* where the noise-free floor already misses it), and "
+        "*hours at margin 1 pp* the floor with every claim's margin widened to 1 pp. Run "
         "times are those the tables recorded, on the hosts and code of their day.",
         "",
         markdown_table(shown),
@@ -282,8 +288,7 @@ def _target_section(verdicts: pd.DataFrame, results: pd.DataFrame) -> list[str]:
 
 def _open_claims_section(verdicts: pd.DataFrame, results: pd.DataFrame) -> list[str]:
     """What deciding the still-inconclusive claims would cost, for the owner of the seed cap."""
-    adaptive = [prof for prof, layer in _profile_defaults().items()
-                if ((layer or {}).get("seeds") or {}).get("cap")]  # fmt: skip
+    adaptive = _adaptive_profiles()
     projected = projection.project_open_claims(verdicts[verdicts["profile"].isin(adaptive)])
     if projected.empty:
         return []
@@ -389,7 +394,8 @@ def _spread_lines(results: pd.DataFrame, verdicts: pd.DataFrame) -> list[str]:
         lines += [
             SPREAD_TEXT.get(g.grid, "`ablations/{grid}.yaml`").format(grid=g.grid)
             + "; each arm pairs its two cells by seed. The variance ratio is against the first "
-            "arm, with a two-sided F test." + priced,
+            "arm, with a two-sided F test; *Δ − first arm's Δ* is how far the arm moves the "
+            "effect itself, with Welch's t-test." + priced,
             "",
             markdown_table(shown),
             "",
