@@ -663,7 +663,7 @@ def test_report_sets_the_steps_calibration_beside_the_data_one(tmp_path):
     report.main(["--results", str(results_dir), "--no-notebooks", "--no-figures"])
     text = (results_dir / "REPORT.md").read_text()
     section = text.split("## Where does the seed noise come from?")[1].split("\n## ")[0]
-    assert "A longer schedule (`ablations/calibration/steps.yaml`)" in section
+    assert "A longer or shorter schedule (`ablations/calibration/steps.yaml`)" in section
     assert "| steps " in section and "| double " in section and "| profile " in section
     assert "Fresher training data" not in section
 

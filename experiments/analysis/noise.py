@@ -6,7 +6,8 @@ paired difference into test-set sampling and the networks themselves. The calibr
 ``ablations/calibration/data.yaml`` trains one claim's pair of cells on the profile's training
 images and on every training image at the same steps; the spread of its paired differences
 says whether fresher data makes seeds agree; ``ablations/calibration/steps.yaml`` does the same
-for a longer schedule, and each arm is priced by what deciding the claim would cost there.
+for a longer and a shorter schedule, and each arm is priced by what deciding the claim would
+cost there.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class SpreadGrid:
 
 # fresher data: the profile's 5,000 images against every training image, at the same steps
 DATA_GRID = SpreadGrid("calibration/data", "local", "images", "true", "casvit/local")
-# a longer schedule: the profile's 756 optimizer steps against twice as many
+# the length of the schedule: the profile's 756 optimizer steps against twice and half as many
 STEPS_GRID = SpreadGrid("calibration/steps", "local", "steps", "true", "casvit/local")
 SPREAD_GRIDS = (DATA_GRID, STEPS_GRID)
 

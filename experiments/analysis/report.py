@@ -361,8 +361,9 @@ def _claim_terms(verdicts: pd.DataFrame, grid: str, profile: str = "quick") -> d
 SPREAD_TEXT = {
     noise.DATA_GRID.grid: "Fresher training data (`ablations/{grid}.yaml`): the same 756 steps "
     "on the profile's 5,000 training images (about 10 epochs) or on all 59,000 (less than one)",
-    noise.STEPS_GRID.grid: "A longer schedule (`ablations/{grid}.yaml`): the profile's 756 "
-    "optimizer steps on its 5,000 training images (about 10 epochs) or twice as many (about 19)",
+    noise.STEPS_GRID.grid: "A longer or shorter schedule (`ablations/{grid}.yaml`): the "
+    "profile's 756 optimizer steps on its 5,000 training images (about 10 epochs), twice as "
+    "many (about 19) or half as many (about 5)",
 }
 
 
