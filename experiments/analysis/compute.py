@@ -32,6 +32,13 @@ def run_seconds(runs: pd.DataFrame) -> pd.Series:
     return seconds.fillna(runs["wall_s"])
 
 
+def core_seconds(runs: pd.DataFrame) -> pd.Series:
+    """Each run's core-seconds: its own time times its threads (1 where not recorded), the
+    unit projections price runs in."""
+    threads = runs["threads"].fillna(1) if "threads" in runs else 1
+    return run_seconds(runs) * threads
+
+
 def campaign_compute(results: pd.DataFrame) -> pd.DataFrame:
     """One row per (profile, paper): distinct finished runs and the time they took."""
     if results.empty:

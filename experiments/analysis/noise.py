@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 from scipy import stats
 
-from experiments.analysis.compute import MACHINE_CORES, run_seconds
+from experiments.analysis.compute import MACHINE_CORES, core_seconds
 from experiments.analysis.projection import seeds_to_decide
 
 
@@ -156,8 +156,7 @@ def spread(
             "sd of each cell": (wide[first].std(ddof=1) + wide[other].std(ddof=1)) / 2,
         }
         if claim is not None:
-            threads = arm_rows["threads"].fillna(1) if "threads" in arm_rows else 1
-            row["_core_min"] = float((run_seconds(arm_rows) * threads).median()) / 60
+            row["_core_min"] = float(core_seconds(arm_rows).median()) / 60
             row["optimizer steps"] = _steps(arm_rows)
             row["seeds to decide"] = seeds_to_decide(
                 row["Δ (pp)"], row["sd of paired Δ"], claim["margin"], claim["level"],

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from experiments.analysis.claims import claim_test
-from experiments.analysis.compute import MACHINE_CORES, run_seconds
+from experiments.analysis.compute import MACHINE_CORES, core_seconds
 
 N_MAX = 200  # beyond this a projection says "more than N_MAX"
 
@@ -81,9 +81,7 @@ def project_open_claims(verdicts: pd.DataFrame) -> pd.DataFrame:
 def _core_seconds_per_run(results: pd.DataFrame) -> pd.Series:
     """Median core-seconds of one ok run, per (grid, profile)."""
     ok = results[results["status"] == "ok"]
-    seconds = run_seconds(ok)
-    threads = ok["threads"].fillna(1) if "threads" in ok else 1
-    core = (seconds * threads).rename("core_s")
+    core = core_seconds(ok).rename("core_s")
     return (
         pd.concat([ok[["grid", "profile"]], core], axis=1)
         .groupby(["grid", "profile"])["core_s"]
