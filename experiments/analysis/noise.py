@@ -97,7 +97,8 @@ def sampling_sentence(noise: pd.DataFrame) -> str | None:
     )
 
 
-def _cell_axes(cell: str) -> dict[str, str]:
+def cell_axes(cell: str) -> dict[str, str]:
+    """A cell's label ("a=1, b=x") as its axis -> value mapping."""
     return dict(part.split("=", 1) for part in cell.split(", "))
 
 
@@ -134,7 +135,7 @@ def spread(
     ]
     if rows.empty:
         return pd.DataFrame()
-    axes = rows["cell"].map(_cell_axes)
+    axes = rows["cell"].map(cell_axes)
     rows = rows.assign(pair=axes.map(lambda a: a.get(g.pair)), by=axes.map(lambda a: a.get(g.by)))
     out, diffs = [], []
     for arm, arm_rows in rows.groupby("by", sort=False):

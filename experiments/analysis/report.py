@@ -20,7 +20,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from experiments.analysis import budget, compute, looks, noise, projection, stopping_error
+from experiments.analysis import budget_bias, compute, looks, noise, projection, stopping_error
 from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import stats as an
@@ -427,19 +427,7 @@ def build_report(
             "",
         ]
     lines += _beyond_looks_section(every_row, results)
-    table = budget.grid_budget(epochs, every_row)
-    if len(table):
-        lines += [
-            "## Is the budget long enough?",
-            "",
-            "Validation top-1 gained between a run's last two validations (*val every* "
-            "epochs apart; the last epoch is always validated), mean over seeds per cell; a cell "
-            f"is *still learning* when that gain is {budget.STABLE_PP} pp or more. Where cells "
-            "are still learning, differences between them partly measure how fast they learn.",
-            "",
-            markdown_table(table),
-            "",
-        ]
+    lines += budget_bias.budget_lines(epochs, every_row)
     lines += _noise_section(results_dir, every_row, checked)
     cost = compute.campaign_compute(every_row)
     if len(cost):

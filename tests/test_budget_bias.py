@@ -1,0 +1,92 @@
+"""The undertraining-bias tables: a claim's effect at the profile's budget and at twice it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from experiments.analysis import budget_bias as bb
+
+# per arm: test top-1 at the profile's budget and at twice it; the slow cell catches up
+TOP1 = {
+    "ffn_mlp": (72.0, 80.0),
+    "ffn_conv1x1": (77.0, 81.0),
+    "ffn_locality": (84.0, 86.0),
+    "layers_none": (69.0, 79.0),
+    "layers_all": (84.0, 86.5),
+}
+
+
+def _runs(seeds: int = 4, noise: float = 0.3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(0)
+    rows, curves = [], []
+    for budget, steps, col in (("profile", 756, 0), ("double", 1512, 1)):
+        for arm, top1 in TOP1.items():
+            for seed in range(seeds):
+                run_id = f"{arm}-{budget}-{seed}"
+                value = top1[col] + rng.normal(0, noise)
+                rows.append({"run_id": run_id, "grid": bb.SLOW_CELLS_GRID, "status": "ok",
+                             "profile": "quick", "cell": f"arm={arm}, steps={budget}",
+                             "seed": seed, "test_top1": value, "train.steps": steps})  # fmt: skip
+                # validated every 2 epochs; the last validation gained 1 pp (0.25 at double)
+                last = 1.0 if budget == "profile" else 0.25
+                for epoch, val in ((7, value - 1 - last), (9, value - last), (11, value)):
+                    curves.append({"run_id": run_id, "epoch": epoch, "val_top1": val})
+    rows.append({**rows[0], "profile": "pilot", "test_top1": 0.0})  # another profile: not read
+    rows.append({**rows[1], "status": "failed", "seed": 99})  # not ok: not read
+    return pd.DataFrame(rows), pd.DataFrame(curves)
+
+
+def test_effects_pair_cells_by_seed_within_each_budget_and_compare_the_budgets():
+    results, _ = _runs()
+    table = bb.effect_by_budget(results)
+    assert len(table) == 2 * len(bb.COMPARISONS)
+    ok = results[(results["profile"] == "quick") & (results["status"] == "ok")]
+    for c in bb.COMPARISONS:
+        mine = table[table["claim"] == c.claim].set_index("budget")
+        assert mine.index.tolist() == ["profile", "double"]
+        assert mine["optimizer steps"].tolist() == [756, 1512]
+        diffs = {}
+        for budget in ("profile", "double"):
+            top1 = ok[ok["cell"].str.endswith(f"steps={budget}")].pivot_table(
+                index="seed", columns="cell", values="test_top1"
+            )
+            a, b = (top1[f"arm={arm}, steps={budget}"] for arm in (c.cell, c.versus))
+            diffs[budget] = a - b
+            assert mine.loc[budget, "Δ (pp)"] == pytest.approx((a - b).mean())
+            assert mine.loc[budget, "seeds"] == 4
+        expected = TOP1[c.cell][1] - TOP1[c.versus][1] - (TOP1[c.cell][0] - TOP1[c.versus][0])
+        assert mine.loc["double", "Δ − first budget's Δ"] == pytest.approx(expected, abs=1.0)
+        welch = stats.ttest_ind(diffs["double"], diffs["profile"], equal_var=False).pvalue
+        assert mine.loc["double", "p (Welch)"] == pytest.approx(welch)
+        assert np.isnan(mine.loc["profile", "p (Welch)"])
+    # the slow cells catch up: the locality FFN's 12 pp over the MLP is 6 pp at twice the budget
+    shrunk = table[(table["claim"] == bb.COMPARISONS[0].claim) & (table["budget"] == "double")]
+    assert shrunk["Δ − first budget's Δ"].item() == pytest.approx(-6.0, abs=0.6)
+    assert shrunk["p (Welch)"].item() < 0.01
+
+
+def test_cells_show_what_the_longer_budget_added_and_how_much_each_still_gained():
+    results, epochs = _runs()
+    cells = bb.cell_budgets(results, epochs).set_index(["arm", "budget"])
+    assert len(cells) == 2 * len(TOP1)
+    for arm, (short, long) in TOP1.items():
+        assert cells.loc[(arm, "profile"), "gain over the first budget (pp)"] == 0
+        gain = cells.loc[(arm, "double"), "gain over the first budget (pp)"]
+        assert gain == pytest.approx(long - short, abs=0.6)
+        assert cells.loc[(arm, "profile"), "last validation gain (pp)"] == pytest.approx(1.0)
+        assert cells.loc[(arm, "double"), "last validation gain (pp)"] == pytest.approx(0.25)
+
+
+def test_report_lines_wait_for_both_budgets():
+    results, epochs = _runs()
+    lines = bb.bias_lines(results, epochs)
+    text = "\n".join(lines)
+    assert "Undertraining bias" in text and text.count("| ffn_mlp") == 2
+    for c in bb.COMPARISONS:
+        assert c.claim in text
+    only_profile = results[results["cell"].str.endswith("steps=profile")]
+    assert bb.bias_lines(only_profile, epochs) == []
+    assert bb.bias_lines(results.iloc[0:0], epochs) == []
