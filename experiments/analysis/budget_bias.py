@@ -2,9 +2,9 @@
 the claims? The first is read from every run's curve (``experiments.analysis.budget``), the
 second from a calibration grid that trains the slowest cells longer.
 
-Why the second: the cells that learn slowest at the quick profile (LocalViT's plain MLP, its FFN of 1x1
-convs, DeiT's blocks) sit behind its largest effects, and a cell still learning when the budget
-ends loses to one that learns faster whatever either could reach. The calibration grid
+Why the second: the cells that learn slowest at the quick profile (LocalViT's plain MLP, its
+FFN of 1x1 convs, DeiT's blocks) sit behind its largest effects, and a cell still learning when
+the budget ends loses to one that learns faster whatever either could reach. The calibration grid
 ``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget and
 at twice it, paired by seed within each budget. An effect that shrinks when every cell trains
 longer was partly the budget's; one that holds is the architecture's, at least up to that
@@ -21,6 +21,7 @@ from scipy import stats
 from experiments.analysis.budget import STABLE_PP, grid_budget, last_epoch_gains
 from experiments.analysis.markdown import markdown_table
 from experiments.analysis.noise import cell_axes
+from experiments.analysis.stats import format_interval, t_interval
 
 
 @dataclass(frozen=True)
@@ -68,19 +69,6 @@ def _steps(rows: pd.DataFrame) -> int:
     return int(rows["train.steps"].median()) if "train.steps" in rows else 0
 
 
-def _mean_ci(values: pd.Series) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t interval (NaN below two values)."""
-    n = len(values)
-    if n < 2:
-        return float(values.mean()), float("nan")
-    return float(values.mean()), float(stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / n**0.5)
-
-
-def _pm(mean_ci: tuple[float, float]) -> str:
-    mean, half = mean_ci
-    return f"{mean:+.2f}" if pd.isna(half) else f"{mean:+.2f} ± {half:.2f}"
-
-
 def effect_by_budget(
     results: pd.DataFrame,
     comparisons: tuple[BiasComparison, ...] = COMPARISONS,
@@ -117,7 +105,7 @@ def effect_by_budget(
                     "optimizer steps": _steps(mine),
                     "seeds": len(diff),
                     "Δ (pp)": diff.mean(),
-                    "Δ ± 95% CI": _pm(_mean_ci(diff)),
+                    "Δ ± 95% CI": format_interval(diff.mean(), *t_interval(diff), sign=True),
                     "Δ − first budget's Δ": diff.mean() - first.mean(),
                     "p (Welch)": welch if diff is not first else float("nan"),
                 }
