@@ -90,3 +90,14 @@ def test_report_lines_wait_for_both_budgets():
     only_profile = results[results["cell"].str.endswith("steps=profile")]
     assert bb.bias_lines(only_profile, epochs) == []
     assert bb.bias_lines(results.iloc[0:0], epochs) == []
+
+
+def test_budget_section_warns_that_a_small_last_gain_is_no_proof_only_beside_the_bias_tables():
+    results, epochs = _runs()
+    text = "\n".join(bb.budget_lines(epochs, results))
+    assert text.startswith("## Is the budget long enough?")
+    assert "no proof of the contrary" in text and "Undertraining bias" in text
+    only_profile = results[results["cell"].str.endswith("steps=profile")]
+    text = "\n".join(bb.budget_lines(epochs, only_profile))
+    assert "## Is the budget long enough?" in text and "no proof" not in text
+    assert bb.budget_lines(epochs.iloc[0:0], results) == []

@@ -177,15 +177,20 @@ def budget_lines(epochs: pd.DataFrame, results: pd.DataFrame, profile: str = "qu
     table = grid_budget(epochs, results)
     if not len(table):
         return []
+    bias = bias_lines(results, epochs, profile)
+    caveat = (
+        " A small gain is no proof of the contrary: the cosine schedule makes the last gain "
+        "small at any budget, so the tables after this one train the slowest cells longer."
+    )
     return [
         "## Is the budget long enough?",
         "",
         "Validation top-1 gained between a run's last two validations (*val every* epochs "
         "apart; the last epoch is always validated), mean over seeds per cell; a cell is *still "
         f"learning* when that gain is {STABLE_PP} pp or more. Where cells are still learning, "
-        "differences between them partly measure how fast they learn.",
+        "differences between them partly measure how fast they learn." + (caveat if bias else ""),
         "",
         markdown_table(table),
         "",
-        *bias_lines(results, epochs, profile),
+        *bias,
     ]
