@@ -20,7 +20,7 @@ from scipy import stats
 
 from experiments.analysis.budget import STABLE_PP, grid_budget, last_epoch_gains
 from experiments.analysis.markdown import markdown_table
-from experiments.analysis.noise import cell_axes
+from experiments.analysis.noise import labelled_runs, optimizer_steps
 from experiments.analysis.stats import format_interval, t_interval
 
 
@@ -57,18 +57,6 @@ COMPARISONS = (
 )
 
 
-def _arms(results: pd.DataFrame, grid: str, profile: str) -> pd.DataFrame:
-    rows = results[
-        (results["grid"] == grid) & (results["status"] == "ok") & (results["profile"] == profile)
-    ]
-    axes = rows["cell"].map(cell_axes)
-    return rows.assign(arm=axes.map(lambda a: a.get(ARM)), budget=axes.map(lambda a: a.get(BUDGET)))
-
-
-def _steps(rows: pd.DataFrame) -> int:
-    return int(rows["train.steps"].median()) if "train.steps" in rows else 0
-
-
 def effect_by_budget(
     results: pd.DataFrame,
     comparisons: tuple[BiasComparison, ...] = COMPARISONS,
@@ -79,7 +67,7 @@ def effect_by_budget(
     """Per comparison and budget: the paired difference by seed (mean, 95% interval), and how
     far each budget moves it from the first budget's (Welch's t-test over the two budgets'
     paired differences; the budgets share no runs)."""
-    rows = _arms(results, grid, profile)
+    rows = labelled_runs(results, grid, profile, arm=ARM, budget=BUDGET)
     if rows.empty:
         return pd.DataFrame()
     budgets = list(dict.fromkeys([FIRST_BUDGET, *rows["budget"]]))
@@ -102,7 +90,7 @@ def effect_by_budget(
                     "claim grid": c.claim_grid,
                     "comparison": f"{c.cell} vs {c.versus}",
                     "budget": budget,
-                    "optimizer steps": _steps(mine),
+                    "optimizer steps": int(optimizer_steps(mine)),
                     "seeds": len(diff),
                     "Δ (pp)": diff.mean(),
                     "Δ ± 95% CI": format_interval(diff.mean(), *t_interval(diff), sign=True),
@@ -122,7 +110,7 @@ def cell_budgets(
 ) -> pd.DataFrame:
     """Per arm and budget: mean test top-1 over seeds, what the budget added to it against the
     first budget, and the cell's mean gain in validation top-1 over its last two validations."""
-    rows = _arms(results, grid, profile)
+    rows = labelled_runs(results, grid, profile, arm=ARM, budget=BUDGET)
     if rows.empty:
         return pd.DataFrame()
     gains = last_epoch_gains(epochs, rows).set_index("run_id")["last_gain"]
@@ -134,7 +122,7 @@ def cell_budgets(
                 {
                     ARM: arm,
                     "budget": budget,
-                    "optimizer steps": _steps(mine),
+                    "optimizer steps": int(optimizer_steps(mine)),
                     "seeds": len(mine),
                     "test top-1 (%)": mine[metric].mean(),
                     "gain over the first budget (pp)": mine[metric].mean() - base,

@@ -102,7 +102,19 @@ def cell_axes(cell: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in cell.split(", "))
 
 
-def _steps(rows: pd.DataFrame) -> float:
+def labelled_runs(results: pd.DataFrame, grid: str, profile: str, **columns: str) -> pd.DataFrame:
+    """A calibration grid's ok runs at a profile, each named column holding the value of the
+    axis it names (``pair="local"``: the run's ``local`` value)."""
+    rows = results[
+        (results["grid"] == grid) & (results["status"] == "ok") & (results["profile"] == profile)
+    ]
+    axes = rows["cell"].map(cell_axes)
+    return rows.assign(
+        **{col: axes.map(lambda a, k=axis: a.get(k)) for col, axis in columns.items()}
+    )
+
+
+def optimizer_steps(rows: pd.DataFrame) -> float:
     """The budget of an arm's runs: ``train.steps`` where the table has it, else the epochs
     they ran (a grid that counts epochs trains every arm on the same data)."""
     if "train.steps" in rows and rows["train.steps"].notna().all():
@@ -130,13 +142,9 @@ def spread(
     A run is priced at the first arm's median run time times the arm's optimizer steps over
     the first arm's: the arms' own times were recorded on whatever host ran them, and hosts
     differ by more than the arms do."""
-    rows = results[
-        (results["grid"] == g.grid) & (results["status"] == "ok") & (results["profile"] == profile)
-    ]
+    rows = labelled_runs(results, g.grid, profile, pair=g.pair, by=g.by)
     if rows.empty:
         return pd.DataFrame()
-    axes = rows["cell"].map(cell_axes)
-    rows = rows.assign(pair=axes.map(lambda a: a.get(g.pair)), by=axes.map(lambda a: a.get(g.by)))
     out, diffs = [], []
     for arm, arm_rows in rows.groupby("by", sort=False):
         wide = arm_rows.pivot_table(index="seed", columns="pair", values=metric, aggfunc="first")
@@ -158,7 +166,7 @@ def spread(
         }
         if claim is not None:
             row["_core_min"] = float(core_seconds(arm_rows).median()) / 60
-            row["optimizer steps"] = _steps(arm_rows)
+            row["optimizer steps"] = optimizer_steps(arm_rows)
             row["seeds to decide"] = seeds_to_decide(
                 row["Δ (pp)"], row["sd of paired Δ"], claim["margin"], claim["level"],
                 claim["test"],
