@@ -1,4 +1,5 @@
-"""The undertraining-bias tables: a claim's effect at the profile's budget and at twice it."""
+"""The undertraining-bias tables: a claim's effect at the profile's budget, at twice it and at
+four times it."""
 
 from __future__ import annotations
 
@@ -78,6 +79,42 @@ def test_cells_show_what_the_longer_budget_added_and_how_much_each_still_gained(
         assert gain == pytest.approx(long - short, abs=0.6)
         assert cells.loc[(arm, "profile"), "last validation gain (pp)"] == pytest.approx(1.0)
         assert cells.loc[(arm, "double"), "last validation gain (pp)"] == pytest.approx(0.25)
+
+
+def _settle(results: pd.DataFrame, seeds: int = 4) -> pd.DataFrame:
+    """The 4x grid: the FFN arms' profile and double runs shared (same run ids), 4x trained."""
+    settle, arms = bb.BIAS_GRIDS[1], ("ffn_mlp", "ffn_conv1x1", "ffn_locality")
+    shared = results[results["cell"].str.startswith(tuple(f"arm={a}," for a in arms))]
+    shared = shared[shared["profile"] == "quick"].assign(grid=settle)
+    # at four times the budget the MLP catches up a little more, the other cells barely move
+    top1 = {"ffn_mlp": 82.0, "ffn_conv1x1": 81.5, "ffn_locality": 86.5}
+    rng = np.random.default_rng(1)
+    rows = [{"run_id": f"{arm}-quadruple-{seed}", "grid": settle, "status": "ok",
+             "profile": "quick", "cell": f"arm={arm}, steps=quadruple", "seed": seed,
+             "test_top1": top1[arm] + rng.normal(0, 0.3), "train.steps": 3024}
+            for arm in arms for seed in range(seeds)]  # fmt: skip
+    return pd.concat([results, shared, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_the_4x_grid_adds_a_budget_and_reads_each_shared_run_once():
+    results, epochs = _runs()
+    both = _settle(results)
+    table = bb.effect_by_budget(both)
+    ffn = [c for c in bb.COMPARISONS if c.claim_grid == "localvit/ffn"]
+    assert len(table) == 3 * len(ffn) + 2 * (len(bb.COMPARISONS) - len(ffn))
+    assert (table["seeds"] == 4).all()  # shared runs counted once, not twice
+    # the profile and double rows are those the first grid alone gives
+    alone = bb.effect_by_budget(results).set_index(["claim", "budget"])
+    again = table.set_index(["claim", "budget"]).loc[alone.index]
+    pd.testing.assert_frame_equal(again, alone)
+    four = table[table["budget"] == "quadruple"].set_index("comparison")
+    assert four["optimizer steps"].eq(3024).all()
+    assert four.loc["ffn_locality vs ffn_mlp", "Δ − first budget's Δ"] == pytest.approx(
+        (86.5 - 82.0) - (84.0 - 72.0), abs=0.6
+    )
+    cells = bb.cell_budgets(both, epochs)
+    assert len(cells) == 2 * len(TOP1) + 3
+    assert cells.groupby(["arm", "budget"]).size().eq(1).all()
 
 
 def test_report_lines_wait_for_both_budgets():

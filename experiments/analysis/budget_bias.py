@@ -6,9 +6,9 @@ Why the second: the cells that learn slowest at the quick profile (LocalViT's pl
 FFN of 1x1 convs, DeiT's blocks) sit behind its largest effects, and a cell still learning when
 the budget ends loses to one that learns faster whatever either could reach. The calibration grid
 ``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget and
-at twice it, paired by seed within each budget. An effect that shrinks when every cell trains
-longer was partly the budget's; one that holds is the architecture's, at least up to that
-budget.
+at twice it, and ``ablations/calibration/settle.yaml`` the FFN claims' cells at four times it,
+paired by seed within each budget. An effect that shrinks when every cell trains longer was
+partly the budget's; one that holds is the architecture's, at least up to that budget.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class BiasComparison:
 
 
 SLOW_CELLS_GRID = "calibration/slow_cells"
+# the grids whose runs the tables read; they share runs (same run id), each read once
+BIAS_GRIDS = (SLOW_CELLS_GRID, "calibration/settle")
 ARM, BUDGET, FIRST_BUDGET = "arm", "steps", "profile"
 COMPARISONS = (
     BiasComparison("localvit/ffn", "locality FFN beats the linear MLP", "ffn_locality", "ffn_mlp"),
@@ -57,17 +59,27 @@ COMPARISONS = (
 )
 
 
+def bias_runs(
+    results: pd.DataFrame, grids: tuple[str, ...] = BIAS_GRIDS, profile: str = "quick"
+) -> pd.DataFrame:
+    """The calibration grids' ok runs, labelled with their ``arm`` and budget, each run once:
+    the grids spell shared cells alike, so a run one grid took from another is one run."""
+    parts = [labelled_runs(results, g, profile, arm=ARM, budget=BUDGET) for g in grids]
+    rows = pd.concat(parts, ignore_index=True)
+    return rows.drop_duplicates("run_id") if len(rows) else rows
+
+
 def effect_by_budget(
     results: pd.DataFrame,
     comparisons: tuple[BiasComparison, ...] = COMPARISONS,
-    grid: str = SLOW_CELLS_GRID,
+    grids: tuple[str, ...] = BIAS_GRIDS,
     metric: str = "test_top1",
     profile: str = "quick",
 ) -> pd.DataFrame:
     """Per comparison and budget: the paired difference by seed (mean, 95% interval), and how
     far each budget moves it from the first budget's (Welch's t-test over the two budgets'
     paired differences; the budgets share no runs)."""
-    rows = labelled_runs(results, grid, profile, arm=ARM, budget=BUDGET)
+    rows = bias_runs(results, grids, profile)
     if rows.empty:
         return pd.DataFrame()
     budgets = list(dict.fromkeys([FIRST_BUDGET, *rows["budget"]]))
@@ -104,13 +116,13 @@ def effect_by_budget(
 def cell_budgets(
     results: pd.DataFrame,
     epochs: pd.DataFrame,
-    grid: str = SLOW_CELLS_GRID,
+    grids: tuple[str, ...] = BIAS_GRIDS,
     metric: str = "test_top1",
     profile: str = "quick",
 ) -> pd.DataFrame:
     """Per arm and budget: mean test top-1 over seeds, what the budget added to it against the
     first budget, and the cell's mean gain in validation top-1 over its last two validations."""
-    rows = labelled_runs(results, grid, profile, arm=ARM, budget=BUDGET)
+    rows = bias_runs(results, grids, profile)
     if rows.empty:
         return pd.DataFrame()
     gains = last_epoch_gains(epochs, rows).set_index("run_id")["last_gain"]
@@ -148,10 +160,11 @@ def bias_lines(results: pd.DataFrame, epochs: pd.DataFrame, profile: str = "quic
         return df
 
     return [
-        f"Undertraining bias (`ablations/{SLOW_CELLS_GRID}.yaml`): the cells of LocalViT's "
-        "largest effects at the profile's budget and at twice it, paired by seed within each "
-        "budget. *Δ − first budget's Δ* is how far the longer budget moves the effect "
-        "(Welch's t-test); an effect that shrinks there was partly how fast its cells learn.",
+        f"Undertraining bias ({' and '.join(f'`ablations/{g}.yaml`' for g in BIAS_GRIDS)}): "
+        "the cells of LocalViT's largest effects at the profile's budget and at twice it, its "
+        "FFN cells also at four times it, paired by seed within each budget. *Δ − first "
+        "budget's Δ* is how far a longer budget moves the effect from the profile's (Welch's "
+        "t-test); an effect that shrinks there was partly how fast its cells learn.",
         "",
         markdown_table(shown(effects, drop=("Δ (pp)",))),
         "",
