@@ -81,40 +81,34 @@ def test_cells_show_what_the_longer_budget_added_and_how_much_each_still_gained(
         assert cells.loc[(arm, "double"), "last validation gain (pp)"] == pytest.approx(0.25)
 
 
-def _settle(results: pd.DataFrame, seeds: int = 4) -> pd.DataFrame:
-    """The 4x grid: the FFN arms' profile and double runs shared (same run ids), 4x trained."""
-    settle, arms = bb.BIAS_GRIDS[1], ("ffn_mlp", "ffn_conv1x1", "ffn_locality")
-    shared = results[results["cell"].str.startswith(tuple(f"arm={a}," for a in arms))]
-    shared = shared[shared["profile"] == "quick"].assign(grid=settle)
-    # at four times the budget the MLP catches up a little more, the other cells barely move
-    top1 = {"ffn_mlp": 82.0, "ffn_conv1x1": 81.5, "ffn_locality": 86.5}
+def _with_4x(results: pd.DataFrame, seeds: int = 4) -> pd.DataFrame:
+    """Adds the 4x budget; at it the MLP catches up a little more, the rest barely move."""
+    top1 = {"ffn_mlp": 82.0, "ffn_conv1x1": 81.5, "ffn_locality": 86.5,
+            "layers_none": 81.0, "layers_all": 87.0}  # fmt: skip
     rng = np.random.default_rng(1)
-    rows = [{"run_id": f"{arm}-quadruple-{seed}", "grid": settle, "status": "ok",
+    rows = [{"run_id": f"{arm}-quadruple-{seed}", "grid": bb.SLOW_CELLS_GRID, "status": "ok",
              "profile": "quick", "cell": f"arm={arm}, steps=quadruple", "seed": seed,
              "test_top1": top1[arm] + rng.normal(0, 0.3), "train.steps": 3024}
-            for arm in arms for seed in range(seeds)]  # fmt: skip
-    return pd.concat([results, shared, pd.DataFrame(rows)], ignore_index=True)
+            for arm in TOP1 for seed in range(seeds)]  # fmt: skip
+    return pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
 
 
-def test_the_4x_grid_adds_a_budget_and_reads_each_shared_run_once():
+def test_a_third_budget_is_compared_with_the_first_and_leaves_the_others_as_they_were():
     results, epochs = _runs()
-    both = _settle(results)
-    table = bb.effect_by_budget(both)
-    ffn = [c for c in bb.COMPARISONS if c.claim_grid == "localvit/ffn"]
-    assert len(table) == 3 * len(ffn) + 2 * (len(bb.COMPARISONS) - len(ffn))
-    assert (table["seeds"] == 4).all()  # shared runs counted once, not twice
-    # the profile and double rows are those the first grid alone gives
+    table = bb.effect_by_budget(_with_4x(results))
+    assert len(table) == 3 * len(bb.COMPARISONS)
     alone = bb.effect_by_budget(results).set_index(["claim", "budget"])
-    again = table.set_index(["claim", "budget"]).loc[alone.index]
-    pd.testing.assert_frame_equal(again, alone)
+    pd.testing.assert_frame_equal(table.set_index(["claim", "budget"]).loc[alone.index], alone)
     four = table[table["budget"] == "quadruple"].set_index("comparison")
-    assert four["optimizer steps"].eq(3024).all()
+    assert four["optimizer steps"].eq(3024).all() and four["seeds"].eq(4).all()
     assert four.loc["ffn_locality vs ffn_mlp", "Δ − first budget's Δ"] == pytest.approx(
         (86.5 - 82.0) - (84.0 - 72.0), abs=0.6
     )
-    cells = bb.cell_budgets(both, epochs)
-    assert len(cells) == 2 * len(TOP1) + 3
-    assert cells.groupby(["arm", "budget"]).size().eq(1).all()
+    cells = bb.cell_budgets(_with_4x(results), epochs).set_index(["arm", "budget"])
+    assert len(cells) == 3 * len(TOP1)
+    assert cells.loc[("ffn_mlp", "quadruple"), "gain over the first budget (pp)"] == pytest.approx(
+        82.0 - 72.0, abs=0.6
+    )
 
 
 def test_report_lines_wait_for_both_budgets():
@@ -138,3 +132,20 @@ def test_budget_section_warns_that_a_small_last_gain_is_no_proof_only_beside_the
     text = "\n".join(bb.budget_lines(epochs, only_profile))
     assert "## Is the budget long enough?" in text and "no proof" not in text
     assert bb.budget_lines(epochs.iloc[0:0], results) == []
+
+
+def test_the_figure_draws_every_comparison_at_every_budget_and_the_report_links_it(tmp_path):
+    results, epochs = _runs()
+    results = _with_4x(results)
+    effects = bb.effect_by_budget(results)
+    ax = bb.plot_effect_by_budget(effects).axes[0]
+    handles, labels = ax.get_legend_handles_labels()
+    assert labels == list(dict.fromkeys(effects["comparison"]))
+    lines = dict(zip(labels, (h.lines[0] for h in handles), strict=True))
+    for line in lines.values():
+        assert list(line.get_xdata()) == [756, 1512, 3024]
+    assert lines["ffn_locality vs ffn_mlp"].get_ydata()[0] == pytest.approx(12.0, abs=0.6)
+    text = "\n".join(bb.budget_lines(epochs, results, results_dir=tmp_path))
+    figure = tmp_path / "figures" / "calibration" / "slow_cells_quick_effects.png"
+    assert figure.is_file() and "(figures/calibration/slow_cells_quick_effects.png)" in text
+    assert "![" not in "\n".join(bb.budget_lines(epochs, results))  # no folder: no figure

@@ -5,20 +5,24 @@ second from a calibration grid that trains the slowest cells longer.
 Why the second: the cells that learn slowest at the quick profile (LocalViT's plain MLP, its
 FFN of 1x1 convs, DeiT's blocks) sit behind its largest effects, and a cell still learning when
 the budget ends loses to one that learns faster whatever either could reach. The calibration grid
-``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget and
-at twice it, and ``ablations/calibration/settle.yaml`` the FFN claims' cells at four times it,
-paired by seed within each budget. An effect that shrinks when every cell trains longer was
-partly the budget's; one that holds is the architecture's, at least up to that budget.
+``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget, at
+twice it and at four times it, paired by seed within each budget. An effect that shrinks when
+every cell trains longer was partly the budget's; one that holds is the architecture's, at least
+up to that budget.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
 from scipy import stats
 
 from experiments.analysis.budget import STABLE_PP, grid_budget, last_epoch_gains
+from experiments.analysis.figures import new_figure, save, styled
 from experiments.analysis.markdown import markdown_table
 from experiments.analysis.noise import labelled_runs, optimizer_steps
 from experiments.analysis.stats import format_interval, t_interval
@@ -36,8 +40,6 @@ class BiasComparison:
 
 
 SLOW_CELLS_GRID = "calibration/slow_cells"
-# the grids whose runs the tables read; they share runs (same run id), each read once
-BIAS_GRIDS = (SLOW_CELLS_GRID, "calibration/settle")
 ARM, BUDGET, FIRST_BUDGET = "arm", "steps", "profile"
 COMPARISONS = (
     BiasComparison("localvit/ffn", "locality FFN beats the linear MLP", "ffn_locality", "ffn_mlp"),
@@ -59,27 +61,17 @@ COMPARISONS = (
 )
 
 
-def bias_runs(
-    results: pd.DataFrame, grids: tuple[str, ...] = BIAS_GRIDS, profile: str = "quick"
-) -> pd.DataFrame:
-    """The calibration grids' ok runs, labelled with their ``arm`` and budget, each run once:
-    the grids spell shared cells alike, so a run one grid took from another is one run."""
-    parts = [labelled_runs(results, g, profile, arm=ARM, budget=BUDGET) for g in grids]
-    rows = pd.concat(parts, ignore_index=True)
-    return rows.drop_duplicates("run_id") if len(rows) else rows
-
-
 def effect_by_budget(
     results: pd.DataFrame,
     comparisons: tuple[BiasComparison, ...] = COMPARISONS,
-    grids: tuple[str, ...] = BIAS_GRIDS,
+    grid: str = SLOW_CELLS_GRID,
     metric: str = "test_top1",
     profile: str = "quick",
 ) -> pd.DataFrame:
     """Per comparison and budget: the paired difference by seed (mean, 95% interval), and how
     far each budget moves it from the first budget's (Welch's t-test over the two budgets'
     paired differences; the budgets share no runs)."""
-    rows = bias_runs(results, grids, profile)
+    rows = labelled_runs(results, grid, profile, arm=ARM, budget=BUDGET)
     if rows.empty:
         return pd.DataFrame()
     budgets = list(dict.fromkeys([FIRST_BUDGET, *rows["budget"]]))
@@ -96,6 +88,7 @@ def effect_by_budget(
                 continue
             first = diff if first is None else first
             welch = stats.ttest_ind(diff, first, equal_var=False).pvalue if len(diff) > 1 else None
+            low, high = t_interval(diff)
             out.append(
                 {
                     "claim": c.claim,
@@ -105,7 +98,9 @@ def effect_by_budget(
                     "optimizer steps": int(optimizer_steps(mine)),
                     "seeds": len(diff),
                     "Δ (pp)": diff.mean(),
-                    "Δ ± 95% CI": format_interval(diff.mean(), *t_interval(diff), sign=True),
+                    "CI low": low,
+                    "CI high": high,
+                    "Δ ± 95% CI": format_interval(diff.mean(), low, high, sign=True),
                     "Δ − first budget's Δ": diff.mean() - first.mean(),
                     "p (Welch)": welch if diff is not first else float("nan"),
                 }
@@ -113,16 +108,45 @@ def effect_by_budget(
     return pd.DataFrame(out)
 
 
+@styled
+def plot_effect_by_budget(effects: pd.DataFrame) -> Figure:
+    """Each comparison's Δ with its 95% t-interval against optimizer steps (log2 axis): where
+    a line flattens, the effect no longer depends on the budget."""
+    fig, (ax,) = new_figure(8, 4.5)
+    palette = sns.color_palette("colorblind", effects["comparison"].nunique())
+    for color, (comparison, rows) in zip(
+        palette, effects.groupby("comparison", sort=False), strict=True
+    ):
+        x, y = rows["optimizer steps"], rows["Δ (pp)"]
+        err = [y - rows["CI low"], rows["CI high"] - y]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=4, color=color, label=comparison)
+    steps = sorted(effects["optimizer steps"].unique())
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(steps, [f"{s:,}" for s in steps])
+    ax.minorticks_off()
+    ax.axhline(0, color="black", linewidth=0.8)
+    seeds = effects["seeds"]
+    n = f"n = {seeds.min()}" if seeds.min() == seeds.max() else f"n = {seeds.min()}-{seeds.max()}"
+    ax.set_title(
+        f"{SLOW_CELLS_GRID} · {n} seeds a cell\n"
+        "test top-1 difference, paired by seed: mean and 95% t-interval"
+    )
+    ax.set_xlabel("optimizer steps (log scale)")
+    ax.set_ylabel("Δ test top-1 (pp)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    return fig
+
+
 def cell_budgets(
     results: pd.DataFrame,
     epochs: pd.DataFrame,
-    grids: tuple[str, ...] = BIAS_GRIDS,
+    grid: str = SLOW_CELLS_GRID,
     metric: str = "test_top1",
     profile: str = "quick",
 ) -> pd.DataFrame:
     """Per arm and budget: mean test top-1 over seeds, what the budget added to it against the
     first budget, and the cell's mean gain in validation top-1 over its last two validations."""
-    rows = bias_runs(results, grids, profile)
+    rows = labelled_runs(results, grid, profile, arm=ARM, budget=BUDGET)
     if rows.empty:
         return pd.DataFrame()
     gains = last_epoch_gains(epochs, rows).set_index("run_id")["last_gain"]
@@ -144,12 +168,23 @@ def cell_budgets(
     return pd.DataFrame(out)
 
 
-def bias_lines(results: pd.DataFrame, epochs: pd.DataFrame, profile: str = "quick") -> list[str]:
-    """The report's paragraph and two tables, or nothing before the grid has run."""
+def bias_lines(
+    results: pd.DataFrame,
+    epochs: pd.DataFrame,
+    profile: str = "quick",
+    results_dir: Path | None = None,
+) -> list[str]:
+    """The report's paragraph and two tables, or nothing before the grid has run; with
+    ``results_dir``, the figure of the effects against the budget too."""
     effects = effect_by_budget(results, profile=profile)
     if effects.empty or effects["budget"].nunique() < 2:
         return []
     cells = cell_budgets(results, epochs, profile=profile)
+    figure = []
+    if results_dir is not None:
+        stem = f"{SLOW_CELLS_GRID.split('/')[1]}_{profile}_effects"
+        path = save(plot_effect_by_budget(effects), results_dir / "figures" / "calibration", stem)
+        figure = [f"![effects by budget]({path[0].relative_to(results_dir).as_posix()})", ""]
 
     def shown(df: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:
         df = df.drop(columns=list(drop))
@@ -160,25 +195,32 @@ def bias_lines(results: pd.DataFrame, epochs: pd.DataFrame, profile: str = "quic
         return df
 
     return [
-        f"Undertraining bias ({' and '.join(f'`ablations/{g}.yaml`' for g in BIAS_GRIDS)}): "
-        "the cells of LocalViT's largest effects at the profile's budget and at twice it, its "
-        "FFN cells also at four times it, paired by seed within each budget. *Δ − first "
-        "budget's Δ* is how far a longer budget moves the effect from the profile's (Welch's "
-        "t-test); an effect that shrinks there was partly how fast its cells learn.",
+        f"Undertraining bias (`ablations/{SLOW_CELLS_GRID}.yaml`): the cells of LocalViT's "
+        "largest effects at the profile's budget, twice it and four times it, paired by seed "
+        "within each budget. *Δ − first budget's Δ* is how far a longer budget moves the effect "
+        "from the profile's (Welch's t-test); an effect that shrinks there was partly how fast "
+        "its cells learn.",
         "",
-        markdown_table(shown(effects, drop=("Δ (pp)",))),
+        markdown_table(shown(effects, drop=("Δ (pp)", "CI low", "CI high"))),
         "",
+        *figure,
         markdown_table(shown(cells)),
         "",
     ]
 
 
-def budget_lines(epochs: pd.DataFrame, results: pd.DataFrame, profile: str = "quick") -> list[str]:
-    """The report's section: every grid's last validation gain, then the bias tables."""
+def budget_lines(
+    epochs: pd.DataFrame,
+    results: pd.DataFrame,
+    profile: str = "quick",
+    results_dir: Path | None = None,
+) -> list[str]:
+    """The report's section: every grid's last validation gain, then the bias tables (and,
+    with ``results_dir``, their figure)."""
     table = grid_budget(epochs, results)
     if not len(table):
         return []
-    bias = bias_lines(results, epochs, profile)
+    bias = bias_lines(results, epochs, profile, results_dir)
     caveat = (
         " A small gain is no proof of the contrary: the cosine schedule makes the last gain "
         "small at any budget, so the tables after this one train the slowest cells longer."

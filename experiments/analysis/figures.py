@@ -36,7 +36,7 @@ SIDE_COLORS = {1: "#1b9e77", -1: "#d95f02", 0: "#7f7f7f"}  # exploratory: which 
 SAVE_RC = {"svg.hashsalt": "ablations", "svg.fonttype": "none"}
 
 
-def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
+def new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
     """A detached Agg figure styled by seaborn (no global rcParams change)."""
     with sns.axes_style(STYLE["style"]), sns.plotting_context(STYLE["context"]):
         fig = Figure(figsize=(width, height), layout="constrained")
@@ -45,7 +45,7 @@ def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, list]:
     return fig, list(axes)
 
 
-def _styled(func):
+def styled(func):
     """Run a plotting function under the seaborn style, so text sizes apply to every artist."""
 
     def wrapper(*args, **kwargs):
@@ -114,7 +114,7 @@ def _label(cell: str, baseline: str) -> str:
     return f"{cell} (baseline)" if cell == baseline else cell
 
 
-@_styled
+@styled
 def plot_cells(
     results: pd.DataFrame, grid: str, *, metric: str = "test_top1", profile: str | None = None
 ) -> Figure:
@@ -124,7 +124,7 @@ def plot_cells(
     baseline = an.baseline_of(rows, grid)
     order = [_label(c, baseline) for c in an.cell_order(rows, grid)]
     ok["label"] = [_label(c, baseline) for c in ok["cell"]]
-    fig, (ax,) = _figure(7.5, 1.6 + 0.5 * max(len(order), 1))
+    fig, (ax,) = new_figure(7.5, 1.6 + 0.5 * max(len(order), 1))
     label = an.METRIC_LABELS.get(metric, metric)
     if ok.empty:
         _empty(ax, "no ok runs")
@@ -171,7 +171,7 @@ def plot_cells(
     return fig
 
 
-@_styled
+@styled
 def plot_deltas(
     results: pd.DataFrame, grid: str, *, metric: str = "test_top1", profile: str | None = None
 ) -> Figure:
@@ -180,7 +180,7 @@ def plot_deltas(
     deltas = an.paired_deltas(rows, metric)
     deltas = deltas[deltas["n_pairs"] > 0].iloc[::-1]
     baseline = an.baseline_of(rows, grid)
-    fig, (ax,) = _figure(7.5, 1.6 + 0.5 * max(len(deltas), 1))
+    fig, (ax,) = new_figure(7.5, 1.6 + 0.5 * max(len(deltas), 1))
     label = an.METRIC_LABELS.get(metric, metric).replace(" (%)", "")
     if deltas.empty:
         _empty(ax, "no seed-paired runs against the baseline")
@@ -237,7 +237,7 @@ def _pareto_line(ax, x: np.ndarray, y: np.ndarray, x_lower: bool) -> None:
         ax.scatter(x[mask], y[mask], s=140, facecolors="none", edgecolors="C3", zorder=2)
 
 
-@_styled
+@styled
 def plot_cost(
     results: pd.DataFrame, grid: str, *, metric: str = "test_top1", profile: str | None = None
 ) -> Figure:
@@ -249,7 +249,7 @@ def plot_cost(
     rows = _grid_rows(results, grid, profile)
     stats = an.cell_stats(rows, metric)
     stats = stats[stats["n"] > 0]
-    fig, axes = _figure(12, 5.0, ncols=2)
+    fig, axes = new_figure(12, 5.0, ncols=2)
     label = an.METRIC_LABELS.get(metric, metric)
     panels = [
         ("macs", 1e-6, "MACs per image (MMACs)", True, "lower cost is better"),
@@ -299,7 +299,7 @@ def plot_cost(
     return fig
 
 
-@_styled
+@styled
 def plot_curves(
     epochs: pd.DataFrame,
     grid: str,
@@ -321,7 +321,7 @@ def plot_curves(
         )
     # epochs without the metric (a profile that validates every k-th epoch) are not points
     rows = rows[rows["cell"].isin(cells) & rows[y].notna()]
-    fig, (ax,) = _figure(10, 5)
+    fig, (ax,) = new_figure(10, 5)
     label = an.METRIC_LABELS.get(y, y)
     n = rows.groupby("cell")["seed"].nunique()
     seeds = (
@@ -356,7 +356,7 @@ def plot_curves(
     return fig
 
 
-@_styled
+@styled
 def plot_claims(verdicts: pd.DataFrame) -> Figure:
     """Each paper's claims in its own panel row: ours (left) and the paper's Δ (right).
 
@@ -372,7 +372,7 @@ def plot_claims(verdicts: pd.DataFrame) -> Figure:
     panels = list(dict.fromkeys(zip(ran["paper"], ran["profile"].fillna(""), strict=True)))
     several = len({prof for _, prof in panels}) > 1
     if not panels:
-        fig, (ax,) = _figure(10, 2.5)
+        fig, (ax,) = new_figure(10, 2.5)
         _empty(ax, "no claim has results yet")
         ax.set_title("paper claims: not run yet")
         return fig
@@ -448,7 +448,7 @@ def _integer_ticks(axis) -> None:
     axis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
 
 
-@_styled
+@styled
 def plot_sweep(trials: pd.DataFrame, name: str, direction: str | None = None) -> Figure:
     """Objective per trial with the best so far (one objective), or the front (two).
 
@@ -460,7 +460,7 @@ def plot_sweep(trials: pd.DataFrame, name: str, direction: str | None = None) ->
     labels = sw.sweep_labels(trials)
     done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
     pruned = _pruned(trials)
-    fig, (ax,) = _figure(8, 5)
+    fig, (ax,) = new_figure(8, 5)
     if not objectives or done.empty:
         _empty(ax, "no complete trials")
     elif len(objectives) == 1:
@@ -539,7 +539,7 @@ def _categorical(values: pd.Series) -> bool:
     return pd.to_numeric(values, errors="coerce").isna().any()
 
 
-@_styled
+@styled
 def plot_sweep_params(trials: pd.DataFrame, name: str) -> Figure:
     """The accuracy objective (y, as in the grid plots) against each searched parameter (x).
 
@@ -552,7 +552,7 @@ def plot_sweep_params(trials: pd.DataFrame, name: str) -> Figure:
     params = [c for c in trials.columns if c.startswith("params_")]
     done = trials[trials.get("state", "COMPLETE") == "COMPLETE"]
     pruned = _pruned(trials)
-    fig, axes = _figure(4.2 * max(len(params), 1), 4.2, ncols=max(len(params), 1))
+    fig, axes = new_figure(4.2 * max(len(params), 1), 4.2, ncols=max(len(params), 1))
     if not objectives or not params or done.empty:
         _empty(axes[0], "no complete trials with parameters")
         return fig

@@ -427,7 +427,9 @@ def build_report(
             "",
         ]
     lines += _beyond_looks_section(every_row, results)
-    lines += budget_bias.budget_lines(epochs, every_row)
+    lines += budget_bias.budget_lines(
+        epochs, every_row, results_dir=results_dir if figures else None
+    )
     lines += _noise_section(results_dir, every_row, checked)
     cost = compute.campaign_compute(every_row)
     if len(cost):
