@@ -182,8 +182,9 @@ def bias_lines(
     cells = cell_budgets(results, epochs, profile=profile)
     figure = []
     if results_dir is not None:
-        stem = f"{SLOW_CELLS_GRID.split('/')[1]}_{profile}_effects"
-        path = save(plot_effect_by_budget(effects), results_dir / "figures" / "calibration", stem)
+        paper, table = SLOW_CELLS_GRID.split("/")  # where the grid's other figures go
+        folder = results_dir / "figures" / paper
+        path = save(plot_effect_by_budget(effects), folder, f"{table}_{profile}_effects")
         figure = [f"![effects by budget]({path[0].relative_to(results_dir).as_posix()})", ""]
 
     def shown(df: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:
