@@ -77,6 +77,7 @@ from timm.layers import DropPath
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from modules.layers.bn_folding import fold_into_next, fold_into_previous
 from modules.layers.catm import CATMConfig, Conv1x1, create_mixer, spatial_mean
 from modules.layers.map_gelu import MapGELU
 from modules.layers.small_map_conv import SmallMapConv2d
@@ -187,6 +188,9 @@ class ConvBN(nn.Sequential):
         self.conv = nn.Conv2d(in_chans, dim, 3, stride, 1)
         self.norm = nn.BatchNorm2d(dim)
 
+    def fold_batchnorm(self) -> None:
+        self.conv, self.norm = fold_into_previous(self.conv, self.norm), nn.Identity()
+
 
 class Stem(nn.Module):
     """Two 3x3 convs (to C/2, then C), each + BN + ReLU; strides 2, 2 (or 2, 1)."""
@@ -198,6 +202,10 @@ class Stem(nn.Module):
         self.conv2 = nn.Conv2d(dim // 2, dim, 3, stride // 2, 1)
         self.norm2 = nn.BatchNorm2d(dim)
         self.act = nn.ReLU(inplace=True)
+
+    def fold_batchnorm(self) -> None:
+        self.conv1, self.norm1 = fold_into_previous(self.conv1, self.norm1), nn.Identity()
+        self.conv2, self.norm2 = fold_into_previous(self.conv2, self.norm2), nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)
@@ -217,6 +225,9 @@ class LocalPerception(nn.Sequential):
         self.dw = SmallMapConv2d(dim, dim, 3, 1, 1, groups=dim)
         self.act = MapGELU()
         self.fc2 = Conv1x1(dim, dim)
+
+    def fold_batchnorm(self) -> None:
+        self.fc1, self.norm = fold_into_previous(self.fc1, self.norm), nn.Identity()
 
 
 class ConvMlp(nn.Sequential):
@@ -240,6 +251,11 @@ class CASViTBlock(nn.Module):
         self.norm2 = nn.BatchNorm2d(dim)
         self.mlp = ConvMlp(dim, int(dim * cfg.mlp_ratio))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def fold_batchnorm(self) -> None:
+        """The MLP's pre-norm into its first 1x1 conv (the mixer's stays: CATM's qkv has no
+        bias and the pool mixer no weights)."""
+        self.mlp.fc1, self.norm2 = fold_into_next(self.norm2, self.mlp.fc1), nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.local is not None:

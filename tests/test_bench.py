@@ -356,3 +356,13 @@ def test_a_comparison_rerun_keeps_other_settings_and_other_cpus(tmp_path):
     merged = merge_setting_rows(path, new.assign(ratio=1.25), ["input", "threads"])
     assert sorted(merged["ratio"]) == [1.1, 1.2, 1.25, 1.3]
     assert merged["cpu_capability"].isna().sum() == 3
+
+
+def test_bench_eval_fold_times_only_batchnorm_models_on_the_same_function():
+    from experiments.tools import bench
+
+    df = bench.bench_eval_fold(repeats=2, batch=4, seconds=0.01,
+                               models=["deit_micro", "localvit_micro"])  # fmt: skip
+    assert list(df["model"].unique()) == ["localvit_micro"] and len(df) == 2
+    assert (df["max_logit_diff"] < 1e-4).all() and (df["folded_img_s"] > 0).all()
+    assert (df["speedup"] == df["folded_img_s"] / df["as_trained_img_s"]).all()

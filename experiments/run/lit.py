@@ -25,6 +25,7 @@ import torchmetrics
 from experiments.run.models import create_model
 from experiments.run.recipe import TrainConfig, fused_adamw_ok
 from experiments.run.resume import compute_signature
+from modules.layers.bn_folding import folded_copy, has_batchnorm
 
 __all__ = ["ClassificationModule", "DivergedError", "TrainConfig", "create_model"]
 
@@ -98,6 +99,7 @@ class ClassificationModule(L.LightningModule):
                 torchmetrics.Accuracy("multiclass", num_classes=num_classes, top_k=top5),
             )
         self._channels_last = False
+        self._inference_net: nn.Module | None = None  # the folded copy during val and test
         self.validated_epochs: set[int] = set()
 
     # ------------------------------------------------------------------ setup
@@ -208,7 +210,7 @@ class ClassificationModule(L.LightningModule):
         x, y = batch
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = self._eval_model()(x)
+        logits = (self._inference_net or self._eval_model())(x)
         loss = self.eval_loss(logits.float(), y)
         getattr(self, f"{stage}_top1")(logits, y)
         getattr(self, f"{stage}_top5")(logits, y)
@@ -238,15 +240,30 @@ class ClassificationModule(L.LightningModule):
             torch.optim.swa_utils.update_bn(batches, net)
             net.train(was_training)
 
+    def _fold_for_evaluation(self) -> None:
+        """The network evaluation runs: a copy with its BatchNorms folded (``fold_bn``),
+        taken after precise BN so it has the statistics evaluation uses; rebuilt for every
+        pass, since training moves the weights in between. A compiled network is evaluated
+        as it is (its graph is the compiler's to fuse)."""
+        net = self._eval_model()
+        fold = self.cfg.fold_bn and not self.cfg.compile and has_batchnorm(net)
+        self._inference_net = folded_copy(net) if fold else None
+
     def on_validation_epoch_start(self) -> None:
         self._precise_bn()
+        self._fold_for_evaluation()
 
     def on_validation_epoch_end(self) -> None:
+        self._inference_net = None
         if not self.trainer.sanity_checking:  # the epochs whose curve row has validation
             self.validated_epochs.add(self.current_epoch)
 
     def on_test_epoch_start(self) -> None:
         self._precise_bn()
+        self._fold_for_evaluation()
+
+    def on_test_epoch_end(self) -> None:
+        self._inference_net = None
 
     def validation_step(self, batch, batch_idx: int):
         self._eval_step(batch, "val")

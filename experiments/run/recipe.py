@@ -44,6 +44,10 @@ class TrainConfig:
     # BatchNorm running statistics recomputed over this many training batches before every
     # validation and the test (precise BN; 0 = off); models without BatchNorm are unaffected
     precise_bn: int = 0
+    # validation and the test run on a copy of the evaluated network with each BatchNorm
+    # folded into the conv beside it (``modules.layers.bn_folding``): the same function up to
+    # float rounding, one pass fewer per BatchNorm; false evaluates the network as it trains
+    fold_bn: bool = True
     # a run whose final val top-1 is this many pp below its train top-1 is flagged "collapsed"
     collapse_gap: float = 40.0
     # how long inference throughput is timed after training (0 = not timed: grids take speed

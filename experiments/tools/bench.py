@@ -20,6 +20,9 @@ machine cancels out as far as it can:
   difference between their updated weights.
 - ``eval-batch``: inference throughput (``torch.inference_mode``, as Lightning's validation
   and test) of every micro model at several batch sizes: the profiles' ``eval_batch_size``.
+- ``eval-fold``: inference throughput of every micro model with BatchNorm, as evaluation
+  runs it (each BatchNorm folded into the conv beside it: ``modules.layers.bn_folding``) over
+  the network as it trains, interleaved, with the largest difference between their logits.
 - ``allocator``: training steps of every micro model with freed memory kept in the process
   (what every run does: ``experiments.run.allocator``) over the C library's default
   allocator, each arm in a fresh process, with the page faults a step
@@ -303,6 +306,43 @@ def bench_eval_batch(batches=(64, 128, 256, 512, 1000), seconds: float = 2.0, mo
     return pd.DataFrame(rows)
 
 
+def bench_eval_fold(repeats: int = 5, batch: int = 128, seconds: float = 1.0, models=None):
+    """Evaluation img/s with the BatchNorms folded over the same network unfolded (same
+    weights, random statistics), at the quick profile's evaluation batch."""
+    from experiments.tools.efficiency import INPUT, MICRO_MODELS
+    from modules.layers.bn_folding import folded_copy, has_batchnorm
+
+    rows = []
+    for name in models or MICRO_MODELS:
+        net = timm.create_model(name, num_classes=10, in_chans=INPUT[0])
+        if not has_batchnorm(net):
+            continue
+        with torch.no_grad():  # statistics as after training, not the identity of a new BN
+            for m in net.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.running_mean.normal_(0, 0.5)
+                    m.running_var.uniform_(0.5, 2.0)
+        arms = {"as_trained": net.eval(), "folded": folded_copy(net)}
+        x = torch.randn(batch, *INPUT)
+        with torch.inference_mode():
+            diff = (arms["as_trained"](x) - arms["folded"](x)).abs().max().item()
+            speed = {k: [] for k in arms}
+            for _ in range(repeats):  # interleaved, so drift hits both arms alike
+                for k, m in arms.items():
+                    speed[k].append(batch / seconds_per_call(partial(m, x), seconds, x))
+        for r in range(repeats):
+            rows.append({"model": name, "input": "x".join(map(str, INPUT)), "batch": batch,
+                         "threads": torch.get_num_threads(), "clock": clock_name(), "repeat": r,
+                         "as_trained_img_s": speed["as_trained"][r],
+                         "folded_img_s": speed["folded"][r],
+                         "speedup": speed["folded"][r] / speed["as_trained"][r],
+                         "max_logit_diff": diff})  # fmt: skip
+        ratio = statistics.median(rows[-1 - r]["speedup"] for r in range(repeats))
+        print(f"{name} evaluation, BatchNorm folded / as trained: {ratio:.3f} "
+              f"(median of {repeats}); logits differ by at most {diff:.1e}", flush=True)  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def _build(name: str, kw: dict, extra: dict) -> torch.nn.Module:
     """``img_size`` goes to the ViTs only (the convolutional models take any size)."""
     takes_size = name.startswith(("deit", "localvit"))
@@ -320,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
             "small-map",
             "compile",
             "eval-batch",
+            "eval-fold",
             "optimizer",
             "allocator",
             "mfu",
@@ -382,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     single = (args.threads or (1,))[0]  # these figures take one thread count
     figures = [("compile", lambda: bench_compile(args.repeats, 64, 5), "compile.csv", ["model"]),
                ("optimizer", bench_optimizer, "optimizer.csv", ["model"]),
-               ("eval-batch", bench_eval_batch, "eval_batch.csv", ["model"])]  # fmt: skip
+               ("eval-batch", bench_eval_batch, "eval_batch.csv", ["model"]),
+               ("eval-fold", lambda: bench_eval_fold(args.repeats), "eval_fold.csv",
+                ["model", "batch"])]  # fmt: skip
     for name, bench, filename, setting in figures:
         # compile: minutes of compiling, so only on request
         if args.only == name or (args.only is None and name != "compile"):
@@ -412,8 +455,10 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_csv(stamped(table), Path(out) / "overhead_runs.csv")
         print(table.to_string(index=False), flush=True)
     if args.only in (None, "overhead"):
-        rows = [efficiency.bench_overhead(profile=p) for p in args.profiles]
-        write(pd.DataFrame(rows), "overhead.csv", ["profile"])
+        # evaluation as the runs do it (BatchNorm folded) and as the network trains
+        rows = [efficiency.bench_overhead(profile=p, train_overrides={"fold_bn": fold})
+                for p in args.profiles for fold in (True, False)]  # fmt: skip
+        write(pd.DataFrame(rows), "overhead.csv", ["profile", "fold_bn"])
     if args.only in (None, "layout"):
         write(efficiency.bench_layout(), "layout.csv", ["model", "workers", "threads"])
     return 0

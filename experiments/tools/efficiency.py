@@ -155,15 +155,19 @@ def interpreter_start_s() -> float:
     return time.perf_counter() - start
 
 
-def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dict:
+def bench_overhead(
+    model: str = "localvit_micro", profile: str = "quick", train_overrides: dict | None = None
+) -> dict:
     """A run of ``profile`` (from ``ablations/profiles.yaml``): its wall time against the time
-    its optimizer steps alone take."""
+    its optimizer steps alone take. ``train_overrides`` change its recipe (``fold_bn: false``
+    measures evaluation as the network trains) and are recorded in the row."""
     from experiments.config.toplevel import load_profile_defaults
     from experiments.run.data import DataConfig, data_info, resolve_val_size
+    from experiments.run.recipe import TrainConfig
     from experiments.run.train import train_run
 
     layer = load_profile_defaults(Path("ablations/profiles.yaml"))[profile]
-    data, train = dict(layer["data"]), dict(layer["train"])
+    data, train = dict(layer["data"]), {**layer["train"], **(train_overrides or {})}
     cfg = DataConfig(**data)
     if cfg.subset is not None:  # training images, carved after the validation images
         images = cfg.subset
@@ -189,6 +193,7 @@ def bench_overhead(model: str = "localvit_micro", profile: str = "quick") -> dic
     row = {
         "model": model,
         "profile": profile,
+        "fold_bn": TrainConfig(**train).fold_bn,
         "epochs": result["epochs_run"],
         "steps": steps,
         "run_s": run_s,

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from modules.layers.bn_folding import fold_into_previous
 from modules.layers.small_map_conv import SmallMapConv2d
 from modules.toggles import check_bool, check_choice, check_int
 
@@ -202,6 +203,9 @@ class SpatialOperation(nn.Module):
         self.norm = nn.BatchNorm2d(width)
         self.act = nn.ReLU(inplace=True)
         self.score = nn.Conv2d(width, groups, 1, groups=groups, bias=False)
+
+    def fold_batchnorm(self) -> None:
+        self.dw, self.norm = fold_into_previous(self.dw, self.norm), nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.norm(self.dw(x)))

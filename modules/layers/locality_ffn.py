@@ -17,6 +17,7 @@ from timm.layers import (
 )
 from torch import nn
 
+from modules.layers.bn_folding import fold_into_previous
 from modules.layers.channel_attention import (
     CHANNEL_ATTENTION,
     GATES,
@@ -171,6 +172,13 @@ class LocalityFFN(nn.Module):
             if isinstance(conv, nn.Conv2d):
                 trunc_normal_(conv.weight, std=0.02)
                 nn.init.zeros_(conv.bias)
+
+    def fold_batchnorm(self) -> None:
+        """Each BatchNorm into the conv before it, for evaluation (``bn_folding``)."""
+        self.fc1, self.bn1 = fold_into_previous(self.fc1, self.bn1), nn.Identity()
+        if self.dw is not None:
+            self.dw, self.bn2 = fold_into_previous(self.dw, self.bn2), nn.Identity()
+        self.fc2, self.bn3 = fold_into_previous(self.fc2, self.bn3), nn.Identity()
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
         cls, img = split_prefix(x)
