@@ -111,6 +111,37 @@ def test_a_third_budget_is_compared_with_the_first_and_leaves_the_others_as_they
     )
 
 
+def test_the_long_grid_adds_its_budget_to_the_comparisons_whose_arms_it_trained():
+    """slow_cells_long trains the locality FFN and the MLP at 8x, from two of three seeds so
+    far: that comparison gets an 8x row paired over those seeds, the others none."""
+    results, epochs = _runs()
+    long = [
+        {
+            "run_id": f"{arm}-octuple-{seed}",
+            "grid": bb.BUDGET_GRIDS[1],
+            "status": "ok",
+            "profile": "quick",
+            "cell": f"arm={arm}, steps=octuple",
+            "seed": seed,
+            "test_top1": value + slope * seed,
+            "train.steps": 6048,
+        }
+        for arm, value, slope in (("ffn_mlp", 84.0, 1.0), ("ffn_locality", 87.0, 1.5))
+        for seed in (0, 1)
+    ]
+    long.append({**long[0], "seed": 2})  # the MLP's third seed without its pair: not paired
+    both = pd.concat([results, pd.DataFrame(long)], ignore_index=True)  # fmt: skip
+    table = bb.effect_by_budget(both)
+    eight = table[table["budget"] == "octuple"]
+    assert eight["comparison"].tolist() == ["ffn_locality vs ffn_mlp"]
+    assert eight["seeds"].item() == 2 and eight["optimizer steps"].item() == 6048
+    assert eight["Δ (pp)"].item() == pytest.approx(3.25)  # differences 3.0 and 3.5
+    assert table.groupby("comparison")["budget"].last()["ffn_locality vs ffn_mlp"] == "octuple"
+    cells = bb.cell_budgets(both, epochs).set_index(["arm", "budget"])
+    assert cells.loc[("ffn_mlp", "octuple"), "seeds"] == 3
+    assert ("ffn_conv1x1", "octuple") not in cells.index
+
+
 def test_report_lines_wait_for_both_budgets():
     results, epochs = _runs()
     lines = bb.bias_lines(results, epochs)

@@ -6,9 +6,10 @@ Why the second: the cells that learn slowest at the quick profile (LocalViT's pl
 FFN of 1x1 convs, DeiT's blocks) sit behind its largest effects, and a cell still learning when
 the budget ends loses to one that learns faster whatever either could reach. The calibration grid
 ``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget, at
-twice it and at four times it, paired by seed within each budget. An effect that shrinks when
-every cell trains longer was partly the budget's; one that holds is the architecture's, at least
-up to that budget.
+twice it and at four times it, paired by seed within each budget; ``slow_cells_long.yaml`` trains
+the pair with the largest effect (the locality FFN and the plain MLP) at eight times it. An
+effect that shrinks when every cell trains longer was partly the budget's; one that holds is the
+architecture's, at least up to that budget.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class BiasComparison:
 
 
 SLOW_CELLS_GRID = "calibration/slow_cells"
+# the grids whose budgets are read together: the same arms, the same seeds, longer budgets
+BUDGET_GRIDS = (SLOW_CELLS_GRID, "calibration/slow_cells_long")
 ARM, BUDGET, FIRST_BUDGET = "arm", "steps", "profile"
 COMPARISONS = (
     BiasComparison("localvit/ffn", "locality FFN beats the linear MLP", "ffn_locality", "ffn_mlp"),
@@ -61,17 +64,27 @@ COMPARISONS = (
 )
 
 
+def budget_runs(
+    results: pd.DataFrame, grids: tuple[str, ...] = BUDGET_GRIDS, profile: str = "quick"
+) -> pd.DataFrame:
+    """The ok runs of the budget grids, each labelled with its arm and budget, in the grids'
+    order (so the budgets come shortest first)."""
+    parts = [labelled_runs(results, g, profile, arm=ARM, budget=BUDGET) for g in grids]
+    return pd.concat(parts, ignore_index=True)
+
+
 def effect_by_budget(
     results: pd.DataFrame,
     comparisons: tuple[BiasComparison, ...] = COMPARISONS,
-    grid: str = SLOW_CELLS_GRID,
+    grids: tuple[str, ...] = BUDGET_GRIDS,
     metric: str = "test_top1",
     profile: str = "quick",
 ) -> pd.DataFrame:
     """Per comparison and budget: the paired difference by seed (mean, 95% interval), and how
     far each budget moves it from the first budget's (Welch's t-test over the two budgets'
-    paired differences; the budgets share no runs)."""
-    rows = labelled_runs(results, grid, profile, arm=ARM, budget=BUDGET)
+    paired differences; the budgets share no runs). A budget at which a comparison's arms
+    did not both run is left out of that comparison."""
+    rows = budget_runs(results, grids, profile)
     if rows.empty:
         return pd.DataFrame()
     budgets = list(dict.fromkeys([FIRST_BUDGET, *rows["budget"]]))
@@ -128,7 +141,7 @@ def plot_effect_by_budget(effects: pd.DataFrame) -> Figure:
     seeds = effects["seeds"]
     n = f"n = {seeds.min()}" if seeds.min() == seeds.max() else f"n = {seeds.min()}-{seeds.max()}"
     ax.set_title(
-        f"{SLOW_CELLS_GRID} · {n} seeds a cell\n"
+        f"{SLOW_CELLS_GRID}, {BUDGET_GRIDS[1].split('/')[-1]} · {n} seeds a cell\n"
         "test top-1 difference, paired by seed: mean and 95% t-interval"
     )
     ax.set_xlabel("optimizer steps (log scale)")
@@ -140,13 +153,13 @@ def plot_effect_by_budget(effects: pd.DataFrame) -> Figure:
 def cell_budgets(
     results: pd.DataFrame,
     epochs: pd.DataFrame,
-    grid: str = SLOW_CELLS_GRID,
+    grids: tuple[str, ...] = BUDGET_GRIDS,
     metric: str = "test_top1",
     profile: str = "quick",
 ) -> pd.DataFrame:
     """Per arm and budget: mean test top-1 over seeds, what the budget added to it against the
     first budget, and the cell's mean gain in validation top-1 over its last two validations."""
-    rows = labelled_runs(results, grid, profile, arm=ARM, budget=BUDGET)
+    rows = budget_runs(results, grids, profile)
     if rows.empty:
         return pd.DataFrame()
     gains = last_epoch_gains(epochs, rows).set_index("run_id")["last_gain"]
@@ -198,7 +211,8 @@ def bias_lines(
     return [
         f"Undertraining bias (`ablations/{SLOW_CELLS_GRID}.yaml`): the cells of LocalViT's "
         "largest effects at the profile's budget, twice it and four times it, paired by seed "
-        "within each budget. *Δ − first budget's Δ* is how far a longer budget moves the effect "
+        f"within each budget; `ablations/{BUDGET_GRIDS[1]}.yaml` trains the locality FFN and "
+        "the plain MLP at eight times it. *Δ − first budget's Δ* is how far a longer budget moves the effect "
         "from the profile's (Welch's t-test); an effect that shrinks there was partly how fast "
         "its cells learn.",
         "",
