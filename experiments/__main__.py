@@ -240,14 +240,15 @@ def cmd_campaign(args) -> int:
 
 def cmd_worker(args) -> int:
     from experiments.run.runner import work
-    from experiments.run.workers import set_worker_threads
+    from experiments.run.workers import registered, set_worker_threads
 
     set_worker_threads()
     n = 0
-    for study in args.study:  # a campaign's grids: the next one when this one has nothing left
-        grid, _, profile = study.rpartition("@")
-        peers = [s for s in args.study if s != study]
-        n += work(grid, profile, args.storage, not args.no_progress, args.results, peers=peers)
+    with registered():  # counted in the machine's thread share (``workers.share_threads``)
+        for study in args.study:  # a campaign's grids: the next when this one has nothing left
+            grid, _, profile = study.rpartition("@")
+            peers = [s for s in args.study if s != study]
+            n += work(grid, profile, args.storage, not args.no_progress, args.results, peers=peers)
     print(f"worker {os.getpid()}: {n} run(s), queue empty", flush=True)
     return 0
 

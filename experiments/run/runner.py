@@ -29,7 +29,13 @@ from optuna.trial import TrialState
 from experiments.config.spec import DEFAULT_PROFILE, GridSpec, load_spec
 from experiments.run import queue, store
 from experiments.run.seeds import SeedPolicy, next_seeds
-from experiments.run.workers import killed, start_worker, start_workers
+from experiments.run.workers import (
+    killed,
+    registered,
+    share_threads,
+    start_worker,
+    start_workers,
+)
 
 DEFER_WAIT_S = 30.0  # a deferred run alone in its queue: how long to wait before retaking it
 
@@ -191,6 +197,7 @@ def work(
             continue
         trial.set_user_attr("worker", f"{os.uname().nodename}:{os.getpid()}")
         if not _taken_from_tables(study, trial, run, results_dir):
+            share_threads()  # the machine's cores over the workers alive on it now
             execute(study, trial, run, progress)
         store.export(study, grid, profile, results_dir)
         done += 1
@@ -274,10 +281,11 @@ def _drain_once(jobs: list[GridJob], workers: int, storage, progress, results_di
         return _grid_line(job.spec, job.study, job.total, *started[job.study_name])
 
     if workers <= 1:
-        for job in jobs:
-            grid, profile = job.spec.name, job.profile
-            while work(grid, profile, storage, progress, results_dir, max_runs=1):
-                print(line(job), flush=True)
+        with registered():  # this process is the worker
+            for job in jobs:
+                grid, profile = job.spec.name, job.profile
+                while work(grid, profile, storage, progress, results_dir, max_runs=1):
+                    print(line(job), flush=True)
         return
     argv = ["worker", *(a for j in jobs for a in ("--study", j.study_name)), "--no-progress"]
     argv += ["--storage", storage] if storage else []

@@ -9,7 +9,7 @@ import time
 
 from experiments.config import spec as specs
 from experiments.config.sweep_spec import load_sweep
-from experiments.run.workers import set_worker_threads, start_workers
+from experiments.run.workers import registered, set_worker_threads, start_workers
 from experiments.sweep.export import export, result_path, summary
 from experiments.sweep.reevaluate import reevaluate, winner_text
 from experiments.sweep.study import open_study, optimize
@@ -50,13 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.worker is not None:  # a child of --workers N
         set_worker_threads()
-        optimize(sweep, profile, args.storage, args.trials, args.timeout, args.worker)
+        with registered():  # grids' workers on this machine count it in their thread share
+            optimize(sweep, profile, args.storage, args.trials, args.timeout, args.worker)
         return 0
     started = time.time()
     if args.workers <= 1:
-        study = optimize(
-            sweep, profile, args.storage, args.trials, args.timeout, 0, progress=args.progress
-        )
+        with registered():
+            study = optimize(
+                sweep, profile, args.storage, args.trials, args.timeout, 0, progress=args.progress
+            )
     else:
         child = [args.spec, "--profile", profile]
         for flag, value in (
