@@ -253,9 +253,11 @@ class CASViTBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def fold_batchnorm(self) -> None:
-        """The MLP's pre-norm into its first 1x1 conv (the mixer's stays: CATM's qkv has no
-        bias and the pool mixer no weights)."""
+        """Each pre-norm into the 1x1 conv its branch starts with: the MLP's first, and the
+        qkv of a CATM or attention mixer (the pool mixer has no weights to take it)."""
         self.mlp.fc1, self.norm2 = fold_into_next(self.norm2, self.mlp.fc1), nn.Identity()
+        if isinstance(getattr(self.mixer, "qkv", None), nn.Conv2d):
+            self.mixer.qkv, self.norm1 = fold_into_next(self.norm1, self.mixer.qkv), nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.local is not None:

@@ -38,8 +38,10 @@ CASES = [
     ("localvit_micro", {}, 0),
     ("localvit_micro", {"ffn": "conv1x1"}, 0),
     ("localvit_micro", {"se": "none", "kernel_size": 5}, 0),
-    # CAS-ViT: each block's mixer pre-norm and the final norm stay (9 blocks + 1 in micro)
-    ("casvit_micro", {}, None),
+    # CAS-ViT: the final norm stays; with the pool mixer each block's mixer pre-norm too
+    ("casvit_micro", {}, 1),
+    ("casvit_micro", {"mixer": "attention"}, 1),
+    ("casvit_micro", {"fusion": "concat", "phi_on": "q", "proj": "dw3x3"}, 1),
     ("casvit_micro", {"mixer": "pool", "local": False}, None),
     ("efficientmod_micro", {"norm": "batchnorm"}, None),
 ]
@@ -58,7 +60,7 @@ def test_folded_copy_gives_the_same_logits_with_fewer_batchnorms(name, toggles, 
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
     if left is not None:
         assert batchnorms(folded) == left
-    if name == "casvit_micro":
+    if toggles.get("mixer") == "pool":
         blocks = sum(1 for m in net.modules() if type(m).__name__ == "CASViTBlock")
         assert batchnorms(folded) == blocks + 1 < batchnorms(net)
     # the trained network is untouched: same weights and buffers, same BatchNorm count

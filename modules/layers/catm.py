@@ -316,10 +316,11 @@ class CATM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.dim
-        # the one qkv conv as two products (q and k together, v), so both come out contiguous
-        weight = self.qkv.weight
-        q, k = self._phi_qk(pointwise(x, weight[: 2 * c]))
-        v = pointwise(x, weight[2 * c :])
+        # the one qkv conv as two products (q and k together, v), so both come out contiguous;
+        # bias-free as released, but a BatchNorm folded into it for evaluation gives it one
+        weight, bias = self.qkv.weight, self.qkv.bias
+        q, k = self._phi_qk(pointwise(x, weight[: 2 * c], None if bias is None else bias[: 2 * c]))
+        v = pointwise(x, weight[2 * c :], None if bias is None else bias[2 * c :])
         fusion = self.cfg.fusion
         if fusion == "concat":
             y = self.fuse(torch.cat([q, k], dim=1))
