@@ -44,6 +44,7 @@ CASES = [
     ("casvit_micro", {"fusion": "concat", "phi_on": "q", "proj": "dw3x3"}, 1),
     ("casvit_micro", {"mixer": "pool", "local": False}, None),
     ("efficientmod_micro", {"norm": "batchnorm"}, None),
+    ("efficientmod_micro", {"block": "mbconv"}, 0),  # timm's InvertedResidual: BN + act
 ]
 
 

@@ -18,6 +18,7 @@ from timm.layers import make_divisible
 from timm.models._efficientnet_blocks import InvertedResidual
 from torch import nn
 
+from modules.layers.bn_folding import fold_into_previous
 from modules.layers.map_gelu import MapGELU
 
 
@@ -59,6 +60,14 @@ class MBConvBlock(nn.Module):
     def matched(cls, dim: int, params: int, kernel_size: int = 7, drop_path: float = 0.0):
         """An MBConv block with about ``params`` parameters."""
         return cls(dim, mbconv_hidden_for_params(dim, params, kernel_size), kernel_size, drop_path)
+
+    def fold_batchnorm(self) -> None:
+        """Each BatchNorm into the conv before it, for evaluation (``bn_folding``); the
+        activation timm runs inside its BatchNorm stays, after the folded conv."""
+        for conv, bn in (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")):
+            norm = getattr(self.block, bn)
+            setattr(self.block, conv, fold_into_previous(getattr(self.block, conv), norm))
+            setattr(self.block, bn, nn.Sequential(norm.drop, norm.act))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.block(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
