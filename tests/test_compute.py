@@ -54,3 +54,12 @@ def test_a_shared_run_counts_under_the_paper_that_trained_it():
     table = table.set_index("paper")
     assert table.loc["casvit", "runs"] == 1 and table.loc["calibration", "runs"] == 1
     assert table.loc["casvit", "run hours"] == 1.0
+
+
+def test_a_resumed_run_counts_the_time_it_trained_before_its_restart():
+    """Its row's own times start at the restart; ``before_restart_s`` holds the rest, and a
+    table from before that column counts the last attempt only."""
+    resumed = {**_run("a"), "before_restart_s": 1800.0}
+    old = {**_run("b"), "before_restart_s": float("nan")}
+    row = campaign_compute(pd.DataFrame([resumed, old])).iloc[0]
+    assert row["run hours"] == 2.5

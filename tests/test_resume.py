@@ -48,6 +48,8 @@ def test_killed_run_resumes_bit_identical(uninterrupted, tmp_path, moment):
     _run(workdir, moment)
     resumed = _run(workdir)
     assert resumed["restart_epoch"] >= 1  # it did resume from a checkpoint
+    # the time trained before the restart is kept for the compute table
+    assert uninterrupted["before_restart_s"] == 0 < resumed["before_restart_s"]
     for key in METRICS:
         assert resumed[key] == uninterrupted[key], key
     assert resumed["epochs"] == uninterrupted["epochs"]  # curves, loss for loss

@@ -27,9 +27,12 @@ COLUMNS = ["profile", "paper", "runs", "repeat trainings", "run hours", "median 
 
 def run_seconds(runs: pd.DataFrame) -> pd.Series:
     """Each run's own time: ``run_s`` (set-up, training, evaluation) where the table has it,
-    else ``wall_s`` (fit and test)."""
+    else ``wall_s`` (fit and test); a run killed and resumed adds the time it trained before
+    the checkpoint it resumed from (``before_restart_s``; rows from before that column was
+    kept count their last attempt only)."""
     seconds = runs["run_s"] if "run_s" in runs else pd.Series(np.nan, index=runs.index)
-    return seconds.fillna(runs["wall_s"])
+    before = runs["before_restart_s"] if "before_restart_s" in runs else 0.0
+    return seconds.fillna(runs["wall_s"]) + pd.Series(before, index=runs.index).fillna(0.0)
 
 
 def core_seconds(runs: pd.DataFrame) -> pd.Series:

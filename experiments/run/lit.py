@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import time
 
 import lightning as L
 import numpy as np
@@ -100,6 +101,10 @@ class ClassificationModule(L.LightningModule):
             )
         self._channels_last = False
         self._inference_net: nn.Module | None = None  # the folded copy during val and test
+        # a resumed run's time before its last checkpoint (the compute table counts it: the
+        # row's own times start at the restart)
+        self.seconds_before_restart = 0.0
+        self._fit_started: float | None = None
         self.validated_epochs: set[int] = set()
 
     # ------------------------------------------------------------------ setup
@@ -152,6 +157,8 @@ class ClassificationModule(L.LightningModule):
         torch; mixup: numpy and random), so a resumed run continues bit-identically, and the
         compute that wrote it (``experiments.run.resume``: threads, CPU, device)."""
         checkpoint["compute"] = compute_signature()
+        since = time.perf_counter() - self._fit_started if self._fit_started else 0.0
+        checkpoint["trained_s"] = self.seconds_before_restart + since
         checkpoint["rng_states"] = {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -160,7 +167,11 @@ class ClassificationModule(L.LightningModule):
             "python": random.getstate(),
         }
 
+    def on_fit_start(self) -> None:
+        self._fit_started = time.perf_counter()
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.seconds_before_restart = float(checkpoint.get("trained_s", 0.0))
         states = checkpoint.get("rng_states")
         if not states:
             return

@@ -68,6 +68,7 @@ COST_COLUMNS = [
     "peak_mem_mb",
     "wall_s",
     "run_s",
+    "before_restart_s",
 ]
 PROVENANCE_COLUMNS = [
     "git_sha",

@@ -269,6 +269,8 @@ def train_run(
         best_epoch=best["epoch"] if best else None,
         epochs_run=len(curves.rows),
         restart_epoch=restart_epoch,
+        # the time the run trained before the checkpoint it resumed from (0 if it did not)
+        before_restart_s=module.seconds_before_restart,
         train_img_s=throughput.img_s,
         peak_mem_mb=memory.mb,
         wall_s=wall["seconds"],
