@@ -237,7 +237,7 @@ class ClassificationModule(L.LightningModule):
         """
         net = self._eval_model()
         n = self.cfg.precise_bn
-        if not n or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        if not n or not has_batchnorm(net):
             return
         dm = self.trainer.datamodule
         memory = torch.channels_last if self._channels_last else torch.contiguous_format

@@ -5,8 +5,8 @@ before it absorbs it exactly, and so does a 1x1 conv just after it (no padding t
 BatchNorm's shift; a padded k x k conv after it would not be exact at the borders). Each fold
 removes one pass over the activations: on CPU, where the micro models' steps are bound by such
 passes, LocalViT's evaluation runs 1.16-1.18x as fast and CAS-ViT's 1.06-1.07x (micro models,
-batch 128, one thread; ``python -m experiments bench --only eval-fold``). The function is the same up to
-float rounding: logits agree to about 2e-7.
+batch 128, one thread; ``python -m experiments bench --only eval-fold``). The function is the
+same up to float rounding: logits agree to about 2e-7.
 
 A module with such pairs says so by a ``fold_batchnorm()`` method that folds them in place;
 ``folded_copy`` calls it on every module of a copy of the network. (Not timm's
