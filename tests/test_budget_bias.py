@@ -180,3 +180,24 @@ def test_the_figure_draws_every_comparison_at_every_budget_and_the_report_links_
     figure = tmp_path / "figures" / "calibration" / "slow_cells_quick_effects.png"
     assert figure.is_file() and "(figures/calibration/slow_cells_quick_effects.png)" in text
     assert "![" not in "\n".join(bb.budget_lines(epochs, results))  # no folder: no figure
+
+
+def test_budgets_come_shortest_first_whatever_order_the_runs_finished_in():
+    """The long grid's 16x runs may finish before its last 8x run: the tables and the figure
+    still read the budgets by their steps."""
+    results, epochs = _runs()
+    long = [
+        {"run_id": f"{arm}-{budget}-{seed}", "grid": bb.BUDGET_GRIDS[1], "status": "ok",
+         "profile": "quick", "cell": f"arm={arm}, steps={budget}", "seed": seed,
+         "test_top1": value, "train.steps": steps}
+        for budget, steps in (("sixteenfold", 12096), ("octuple", 6048))
+        for arm, value in (("ffn_mlp", 85.0), ("ffn_locality", 88.0))
+        for seed in range(2)
+    ]  # fmt: skip
+    both = pd.concat([pd.DataFrame(long), results], ignore_index=True)
+    table = bb.effect_by_budget(both)
+    mine = table[table["comparison"] == "ffn_locality vs ffn_mlp"]
+    assert mine["budget"].tolist() == ["profile", "double", "octuple", "sixteenfold"]
+    assert mine["optimizer steps"].is_monotonic_increasing
+    cells = bb.cell_budgets(both, epochs)
+    assert cells[cells["arm"] == "ffn_mlp"]["budget"].tolist()[-2:] == ["octuple", "sixteenfold"]

@@ -7,9 +7,9 @@ FFN of 1x1 convs, DeiT's blocks) sit behind its largest effects, and a cell stil
 the budget ends loses to one that learns faster whatever either could reach. The calibration grid
 ``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget, at
 twice it and at four times it, paired by seed within each budget; ``slow_cells_long.yaml`` trains
-the pair with the largest effect (the locality FFN and the plain MLP) at eight times it. An
-effect that shrinks when every cell trains longer was partly the budget's; one that holds is the
-architecture's, at least up to that budget.
+the pair with the largest effect (the locality FFN and the plain MLP) at eight and sixteen
+times it. An effect that shrinks when every cell trains longer was partly the budget's; one that
+holds is the architecture's, at least up to that budget.
 """
 
 from __future__ import annotations
@@ -67,10 +67,13 @@ COMPARISONS = (
 def budget_runs(
     results: pd.DataFrame, grids: tuple[str, ...] = BUDGET_GRIDS, profile: str = "quick"
 ) -> pd.DataFrame:
-    """The ok runs of the budget grids, each labelled with its arm and budget, in the grids'
-    order (so the budgets come shortest first)."""
+    """The ok runs of the budget grids, each labelled with its arm and budget, shortest
+    budget first (a grid's rows come in the order its runs finished, not by budget)."""
     parts = [labelled_runs(results, g, profile, arm=ARM, budget=BUDGET) for g in grids]
-    return pd.concat(parts, ignore_index=True)
+    rows = pd.concat(parts, ignore_index=True)
+    steps = {budget: optimizer_steps(mine) for budget, mine in rows.groupby("budget", sort=False)}
+    rank = {budget: i for i, budget in enumerate(sorted(steps, key=steps.get))}
+    return rows.sort_values("budget", key=lambda b: b.map(rank), kind="stable")
 
 
 def effect_by_budget(
@@ -212,9 +215,9 @@ def bias_lines(
         f"Undertraining bias (`ablations/{SLOW_CELLS_GRID}.yaml`): the cells of LocalViT's "
         "largest effects at the profile's budget, twice it and four times it, paired by seed "
         f"within each budget; `ablations/{BUDGET_GRIDS[1]}.yaml` trains the locality FFN and "
-        "the plain MLP at eight times it. *Δ − first budget's Δ* is how far a longer budget moves the effect "
-        "from the profile's (Welch's t-test); an effect that shrinks there was partly how fast "
-        "its cells learn.",
+        "the plain MLP at eight and sixteen times it. *Δ − first budget's Δ* is how far a "
+        "longer budget moves the effect from the profile's (Welch's t-test); an effect that "
+        "shrinks there was partly how fast its cells learn.",
         "",
         markdown_table(shown(effects, drop=("Δ (pp)", "CI low", "CI high"))),
         "",
