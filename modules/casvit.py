@@ -70,6 +70,7 @@ operation, the depth-wise convs and any token mixing act on a single position.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -88,7 +89,8 @@ from modules.toggles import (
     check_choice,
     check_int,
     check_positive,
-    refuse_inert,
+    explicit_toggles,
+    resolve_config,
 )
 
 __all__ = ["CASViT", "CASViTConfig", "checkpoint_filter_fn"]
@@ -279,23 +281,20 @@ class Stage(nn.Module):
 class CASViT(nn.Module):
     """The backbone: ``CASViT(**toggles)`` or ``CASViT(cfg=CASViTConfig(...))``.
 
-    ``explicit``: the toggles the caller set (not a variant's defaults); any of them that is
-    inert in the resolved configuration is refused (``InertToggleError``).
+    ``explicit``: the toggles the caller chose (default: every keyword given; the register
+    functions pass it, so a variant's defaults are not counted); any of them that is inert in
+    the resolved configuration is refused (``InertToggleError``).
     """
 
     def __init__(
-        self, cfg: CASViTConfig | None = None, explicit: tuple[str, ...] = (), **toggles
+        self,
+        cfg: CASViTConfig | None = None,
+        *,
+        explicit: Iterable[str] | None = None,
+        **toggles,
     ) -> None:
         super().__init__()
-        if cfg is None:
-            unknown = sorted(set(toggles) - set(TOGGLES))
-            if unknown:
-                raise TypeError(f"unknown CASViT toggles {unknown}; known: {list(TOGGLES)}")
-            cfg = CASViTConfig(**toggles)
-        elif toggles:
-            raise TypeError("pass either a CASViTConfig or keyword toggles, not both")
-        refuse_inert(explicit, cfg.inert(), asdict(cfg))
-        self.cfg = cfg
+        self.cfg = cfg = resolve_config(CASViTConfig, cfg, toggles, explicit, TOGGLES)
         self.num_classes = cfg.num_classes
         self.num_features = self.head_hidden_size = cfg.dims[-1]
 
@@ -442,7 +441,7 @@ default_cfgs = generate_default_cfgs(
 
 
 def _create(variant: str, pretrained: bool, defaults: dict, **kwargs) -> CASViT:
-    explicit = tuple(k for k in kwargs if k in TOGGLES)
+    explicit = explicit_toggles(kwargs, TOGGLES)
     return build_model_with_cfg(
         CASViT,
         variant,

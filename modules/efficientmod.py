@@ -67,7 +67,7 @@ from modules.toggles import (
     check_rate,
     explicit_toggles,
     plain,
-    refuse_inert,
+    resolve_config,
 )
 
 BLOCKS = ("modulation", "mbconv")
@@ -284,19 +284,7 @@ class EfficientMod(nn.Module):
         """``explicit``: the toggles the caller chose (default: every keyword given); one
         that is inert in the resolved configuration raises ``InertToggleError``."""
         super().__init__()
-        if cfg is None:
-            unknown = sorted(set(toggles) - set(TOGGLES))
-            if unknown:
-                raise TypeError(f"unknown EfficientMod toggles {unknown}; known: {list(TOGGLES)}")
-            cfg = EfficientModConfig(**toggles)
-        elif toggles:
-            raise TypeError("pass either an EfficientModConfig or keyword toggles, not both")
-        refuse_inert(
-            toggles if explicit is None else explicit,
-            cfg.inert(),
-            {f.name: getattr(cfg, f.name) for f in fields(cfg)},
-        )
-        self.cfg = cfg
+        self.cfg = cfg = resolve_config(EfficientModConfig, cfg, toggles, explicit, TOGGLES)
         self.num_classes = cfg.num_classes
         self.num_features = self.head_hidden_size = cfg.dims[-1]
 

@@ -126,7 +126,7 @@ from modules.toggles import (
     check_rate,
     explicit_toggles,
     plain,
-    refuse_inert,
+    resolve_config,
 )
 
 __all__ = [
@@ -319,19 +319,7 @@ class LocalViT(nn.Module):
         ``LocalViT(cfg)``. ``explicit``: the toggles the caller chose (default: every keyword
         given); one that is inert in the resolved configuration raises ``InertToggleError``."""
         super().__init__()
-        if cfg is None:
-            unknown = sorted(set(toggles) - set(TOGGLES))
-            if unknown:
-                raise TypeError(f"unknown LocalViT toggles {unknown}; known: {list(TOGGLES)}")
-            cfg = LocalViTConfig(**toggles)
-        elif toggles:
-            raise TypeError("pass either a LocalViTConfig or keyword toggles, not both")
-        refuse_inert(
-            toggles if explicit is None else explicit,
-            cfg.inert(),
-            {f.name: getattr(cfg, f.name) for f in fields(cfg)},
-        )
-        self.cfg = cfg
+        self.cfg = cfg = resolve_config(LocalViTConfig, cfg, toggles, explicit, TOGGLES)
         ffn_cfg = cfg.ffn_config
         img_size, patch_size, in_chans = cfg.img_size, cfg.patch_size, cfg.in_chans
         num_classes, embed_dim, depth, heads = cfg.num_classes, cfg.embed_dim, cfg.depth, cfg.heads

@@ -96,7 +96,8 @@ from modules.toggles import (
     check_bool,
     check_choice,
     check_int,
-    refuse_inert,
+    explicit_toggles,
+    resolve_config,
 )
 
 __all__ = [
@@ -348,25 +349,22 @@ class MlpHead(nn.Module):
 class ScalableViT(nn.Module):
     """The backbone; ``ScalableViT(**toggles)`` or ``ScalableViT(cfg=ScalableViTConfig(...))``.
 
-    ``explicit``: the toggles the caller set (the register functions pass it), checked for
-    inertness. ``forward_features`` returns the final LN-normed (B, H, W, C) map.
+    ``explicit``: the toggles the caller chose (default: every keyword given; the register
+    functions pass it), checked for inertness. ``forward_features`` returns the final
+    LN-normed (B, H, W, C) map.
     """
 
     output_fmt = "NHWC"
 
     def __init__(
-        self, cfg: ScalableViTConfig | None = None, explicit: Iterable[str] = (), **toggles
+        self,
+        cfg: ScalableViTConfig | None = None,
+        *,
+        explicit: Iterable[str] | None = None,
+        **toggles,
     ):
         super().__init__()
-        if cfg is None:
-            unknown = sorted(set(toggles) - set(TOGGLES))
-            if unknown:
-                raise TypeError(f"unknown ScalableViT toggles {unknown}; known: {list(TOGGLES)}")
-            cfg = ScalableViTConfig(**toggles)
-        elif toggles:
-            raise TypeError("pass either a ScalableViTConfig or keyword toggles, not both")
-        refuse_inert(explicit, cfg.inert(), asdict(cfg))
-        self.cfg = cfg
+        self.cfg = cfg = resolve_config(ScalableViTConfig, cfg, toggles, explicit, TOGGLES)
         self.num_classes = cfg.num_classes
         self.embed_dim = cfg.embed_dims[-1]
 
@@ -481,11 +479,9 @@ default_cfgs = generate_default_cfgs(
     }
 )
 
-_TIMM_KWARGS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "features_only")
-
 
 def _create(variant: str, pretrained: bool, defaults: dict, kwargs: dict) -> ScalableViT:
-    explicit = tuple(k for k in kwargs if k not in _TIMM_KWARGS)
+    explicit = explicit_toggles(kwargs, TOGGLES)
     return build_model_with_cfg(
         ScalableViT,
         variant,

@@ -9,7 +9,10 @@ is reported with exactly the message a Python user would see.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
+
+C = TypeVar("C")  # a model's config dataclass
 
 
 class ToggleError(ValueError):
@@ -75,6 +78,32 @@ def refuse_inert(explicit: Iterable[str] | dict, inert: dict[str, str], values: 
     for name in explicit:
         if name in inert:
             raise InertToggleError(name, values.get(name), inert[name])
+
+
+def resolve_config(
+    config_cls: type[C],
+    cfg: C | None,
+    toggles: dict[str, Any],
+    explicit: Iterable[str] | None,
+    known: Iterable[str],
+) -> C:
+    """A model's typed config from either a config object or keyword toggles, not both.
+
+    An unknown toggle is a ``TypeError``; a toggle the caller chose (``explicit``; default:
+    every keyword given) that is inert in the resolved config, an ``InertToggleError``. The
+    register functions pass ``explicit``, so a variant's own defaults are never refused.
+    """
+    if cfg is None:
+        unknown = sorted(set(toggles) - set(known))
+        if unknown:
+            model = config_cls.__name__.removesuffix("Config")
+            raise TypeError(f"unknown {model} toggles {unknown}; known: {list(known)}")
+        cfg = config_cls(**toggles)
+    elif toggles:
+        raise TypeError(f"pass either a {config_cls.__name__} or keyword toggles, not both")
+    values = {f.name: getattr(cfg, f.name) for f in fields(cfg)}
+    refuse_inert(toggles if explicit is None else explicit, cfg.inert(), values)
+    return cfg
 
 
 # --- shared validators of per-stage lists and rates -----------------------------------------

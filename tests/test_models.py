@@ -98,3 +98,36 @@ def test_micro_forward_backward(name, input_size):
         assert p.grad is not None, f"{pname} got no gradient"
         assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
         assert p.grad.abs().sum() > 0, f"{pname} got a zero gradient"
+
+
+BACKBONES = {  # class path -> (a toggle set in which its last toggle is inert, the cause)
+    "modules.localvit.LocalViT": ({"ffn": "mlp", "act": "gelu", "layers": "all"}, "ffn=mlp"),
+    "modules.efficientmod.EfficientMod": ({"expansion": 1, "broadcast": "reshape"}, "expansion=1"),
+    "modules.scalablevit.ScalableViT": ({"lim": False, "lim_kernel": 5}, "lim=false"),
+    "modules.casvit.CASViT": ({"mixer": "pool", "heads": 4}, "mixer=pool"),
+}
+
+
+@pytest.mark.parametrize("path", sorted(BACKBONES))
+def test_every_backbone_resolves_its_toggles_the_same_way(path):
+    """Built directly, each backbone refuses an unknown toggle (naming the model), a config
+    and toggles together, and an explicitly set inert toggle; its register function counts
+    only the toggles its caller passed (a variant's defaults are never refused)."""
+    import importlib
+
+    from modules.toggles import InertToggleError
+
+    module_name, name = path.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module_name), name)
+    config_cls = getattr(importlib.import_module(module_name), f"{name}Config")
+    toggles, cause = BACKBONES[path]
+    with pytest.raises(TypeError, match=f"unknown {name} toggles \\['no_such_toggle'\\]"):
+        cls(no_such_toggle=1)
+    with pytest.raises(TypeError, match=f"either an? {config_cls.__name__} or keyword toggles"):
+        cls(config_cls(), depth_scale=1)
+    with pytest.raises(InertToggleError, match=cause) as err:
+        cls(**toggles)
+    assert err.value.toggle == list(toggles)[-1]
+    # the same toggles as a resolved config, nothing chosen explicitly: built
+    with torch.device("meta"):
+        assert cls(config_cls(**toggles), explicit=()).cfg == config_cls(**toggles)
