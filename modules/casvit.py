@@ -78,6 +78,7 @@ from timm.layers import DropPath
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from modules.backbone import ToggleableBackbone, linear_head
 from modules.layers.bn_folding import fold_into_next, fold_into_previous
 from modules.layers.catm import CATMConfig, Conv1x1, create_mixer, spatial_mean
 from modules.layers.map_gelu import MapGELU
@@ -278,7 +279,7 @@ class Stage(nn.Module):
         return self.blocks(self.downsample(x))
 
 
-class CASViT(nn.Module):
+class CASViT(ToggleableBackbone):
     """The backbone: ``CASViT(**toggles)`` or ``CASViT(cfg=CASViTConfig(...))``.
 
     ``explicit``: the toggles the caller chose (default: every keyword given; the register
@@ -316,18 +317,8 @@ class CASViT(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.norm = nn.BatchNorm2d(cfg.dims[-1])
         self.head_drop = nn.Dropout(cfg.drop_rate)
-        self.head = nn.Linear(cfg.dims[-1], cfg.num_classes) if cfg.num_classes else nn.Identity()
+        self.head = linear_head(self.num_features, cfg.num_classes)
         self.apply(init_linear)  # as officially; convs keep torch's init
-
-    def toggles(self) -> dict:
-        return self.cfg.toggles()
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # channels-last memory throughout (a copy of the input only): 1x1 convs become single

@@ -49,6 +49,7 @@ from timm.layers import Attention, DropPath, LayerNorm, Mlp
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from modules.backbone import ToggleableBackbone, linear_head
 from modules.layers.mbconv import MBConvBlock
 from modules.layers.modulation import (
     LN_EPS,
@@ -266,7 +267,7 @@ def _make_block(cfg: EfficientModConfig, block_cfg: ModulationConfig) -> nn.Modu
     )
 
 
-class EfficientMod(nn.Module):
+class EfficientMod(ToggleableBackbone):
     """The backbone; ``EfficientMod(**toggles)`` or ``EfficientMod(cfg=EfficientModConfig(...))``.
 
     ``forward_features`` returns the final LN-normed (B, H, W, C) map (``output_fmt='NHWC'``).
@@ -316,19 +317,8 @@ class EfficientMod(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.norm = LayerNorm(cfg.dims[-1], eps=LN_EPS)
         self.head_drop = nn.Dropout(cfg.drop_rate)
-        self.head = nn.Linear(cfg.dims[-1], cfg.num_classes) if cfg.num_classes else nn.Identity()
+        self.head = linear_head(self.num_features, cfg.num_classes)
         self.apply(init_linear)  # as officially; convs keep torch's init
-
-    def toggles(self) -> dict:
-        """The run identity: every constructor toggle, inert ones None (see the config)."""
-        return self.cfg.toggles()
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # NCHW image -> channels_last memory (a small copy of the input only), then the

@@ -103,6 +103,7 @@ from timm.layers.helpers import to_2tuple
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from modules.backbone import ToggleableBackbone, linear_head
 from modules.layers.channel_attention import (
     DEFAULT_GATE,
 )
@@ -301,7 +302,7 @@ TOGGLES = tuple(f.name for f in fields(LocalViTConfig))
 GLOBAL_POOLS = ("token", "avg")
 
 
-class LocalViT(nn.Module):
+class LocalViT(ToggleableBackbone):
     """DeiT backbone in which the blocks chosen by ``layers`` get the FFN chosen by ``ffn``.
 
     With ``ffn="mlp"`` it is DeiT (the ``deit_*_ablate`` models). ``layer_indices`` lists the
@@ -354,12 +355,8 @@ class LocalViT(nn.Module):
             )
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self.head = linear_head(embed_dim, num_classes)
         self._init_weights()
-
-    def toggles(self) -> dict:
-        """The run identity: every constructor argument, inert ones None (see the config)."""
-        return self.cfg.toggles()
 
     def _init_weights(self) -> None:
         trunc_normal_(self.pos_embed, std=0.02)
@@ -377,14 +374,10 @@ class LocalViT(nn.Module):
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token"}
 
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         if global_pool is not None:
             self.global_pool = check_choice("global_pool", global_pool, GLOBAL_POOLS)
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        super().reset_classifier(num_classes)
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """Image -> (B, 1 + H*W, C) tokens with the class token and positions, and (H, W)."""

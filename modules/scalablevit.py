@@ -88,6 +88,7 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
+from modules.backbone import ToggleableBackbone, linear_head
 from modules.layers.scalable_attention import IWSA, LN_EPS, PEG, SSA, PatchEmbed
 from modules.registry import imagenet_cfg
 from modules.scalablevit_checkpoint import checkpoint_filter_fn
@@ -346,7 +347,7 @@ class MlpHead(nn.Module):
 # --- the model ----------------------------------------------------------------------------------
 
 
-class ScalableViT(nn.Module):
+class ScalableViT(ToggleableBackbone):
     """The backbone; ``ScalableViT(**toggles)`` or ``ScalableViT(cfg=ScalableViTConfig(...))``.
 
     ``explicit``: the toggles the caller chose (default: every keyword given; the register
@@ -394,9 +395,7 @@ class ScalableViT(nn.Module):
         self.pre_logits = MlpHead(self.embed_dim, cfg.head_width) if use_mlp else nn.Identity()
         self.num_features = self.head_hidden_size = cfg.head_width if use_mlp else self.embed_dim
         self.head_drop = nn.Identity()
-        self.head = (
-            nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes else nn.Identity()
-        )
+        self.head = linear_head(self.num_features, cfg.num_classes)
         self.apply(self._init_weights)
 
     def _attention(self, stage: int, index: int) -> nn.Module:
@@ -427,19 +426,9 @@ class ScalableViT(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def toggles(self) -> dict:
-        return self.cfg.toggles()
-
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
         return {n for n, _ in self.named_parameters() if ".peg." in n}
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # NCHW image -> channels_last memory, then (B, H, W, C) views throughout
