@@ -271,3 +271,28 @@ def test_grid_tunes_each_cell_then_compares(workspace):
         )
         assert len(cell.trials) == 2 and row["train.lr"] == cell.best_params["train.lr"]
     assert (workspace / "results" / "sweeps" / "tuned" / "test" / "tuned.csv").exists()
+
+
+def test_the_winner_is_the_best_mean_over_seeds_not_the_luckiest_trial():
+    """Trial 7 ranked first on its own seed (82) but averages lower than trial 3; the report
+    names trial 3, and names no winner for a sweep not re-evaluated."""
+    from experiments.analysis import sweeps as sw
+    from experiments.analysis.report import _reeval_lines
+
+    reeval = pd.DataFrame(
+        {"trial": [7, 7, 7, 3, 3, 3], "seed": [0, 1, 2] * 2, "params_train.lr": [1e-2] * 3 + [2e-3] * 3,
+         "best_val_top1": [82.0, 76.0, 77.0, 80.0, 80.5, 79.5], "macs": [5.0] * 6}
+    )  # fmt: skip
+    ranked = sw.reevaluated(reeval, "best_val_top1", "maximize")
+    assert ranked["trial"].tolist() == [3, 7]
+    assert ranked.loc[0, "mean"] == pytest.approx(80.0) and ranked.loc[0, "seeds"] == 3
+    assert ranked.loc[0, "params_train.lr"] == 2e-3
+    assert ranked.loc[0, "ci_low"] < 80.0 < ranked.loc[0, "ci_high"]
+    assert sw.reevaluated(reeval, "best_val_top1", "minimize")["trial"].tolist() == [7, 3]
+    trials = pd.DataFrame(
+        {"number": [3, 7], "value": [80.0, 82.0], "user_attrs_objectives": "best_val_top1",
+         "user_attrs_directions": "maximize"}
+    )  # fmt: skip
+    text = "\n".join(_reeval_lines(trials, reeval))
+    assert "the winner is trial 3 over 3 seeds" in text and "80.00 ±" in text
+    assert "no winner is named" in "\n".join(_reeval_lines(trials, None))

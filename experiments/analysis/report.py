@@ -482,11 +482,38 @@ def build_report(
         if figures:
             paths = fg.save(fg.plot_sweep(trials, name), results_dir / "figures" / "sweeps", name)
             lines += [_link(paths[0], results_dir, name), ""]
+        lines += _reeval_lines(trials, sw.load_reeval(results_dir / "sweeps", name))
 
     report = results_dir / "REPORT.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return report
+
+
+def _reeval_lines(trials: pd.DataFrame, reeval: pd.DataFrame | None) -> list[str]:
+    """A sweep's winner as its re-evaluation names it (every trial trains on one seed)."""
+    if reeval is None:
+        return ["Not re-evaluated on more seeds yet: no winner is named.", ""]
+    metric, direction = sw.sweep_labels(trials)[0], sw.sweep_directions(trials)[0]
+    ranked = sw.reevaluated(reeval, metric, direction)
+    if ranked.empty:
+        return []
+    shown = ranked.drop(columns=["mean", "ci_low", "ci_high"]).assign(
+        **{
+            f"{metric}, mean ± 95% CI": [
+                an.format_interval(r.mean, r.ci_low, r.ci_high) for r in ranked.itertuples()
+            ]
+        }
+    )
+    best = ranked.iloc[0]
+    return [
+        f"Its {len(ranked)} best distinct trials trained again on more seeds (each trial's own "
+        f"seed reused, not retrained; `results/sweeps/{sw.REEVAL_DIR}/`), best mean {metric} "
+        f"first: the winner is trial {int(best['trial'])} over {int(best['seeds'])} seeds.",
+        "",
+        markdown_table(shown),
+        "",
+    ]
 
 
 def _scrub(text: str) -> str:

@@ -11,9 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.analysis.stats import t_interval
+
+REEVAL_DIR = "reeval"  # results/sweeps/reeval/<name>.csv: the top trials trained on more seeds
+
 
 def load_sweeps(directory: str | Path) -> dict[str, pd.DataFrame]:
-    """Optuna trials dataframes by sweep name (``results/sweeps/<name>.csv``); {} when none."""
+    """Optuna trials dataframes by sweep name (``results/sweeps/<name>.csv``); {} when none.
+    The re-evaluation tables (``results/sweeps/reeval/``) are not trials: :func:`load_reeval`."""
     directory = Path(directory)
     if not directory.is_dir():
         return {}
@@ -61,3 +66,29 @@ def best_trials(trials: pd.DataFrame, k: int = 5, direction: str | None = None) 
     done = done.sort_values(objectives[0], ascending=direction == "minimize")
     keep = ["number"] + objectives + [c for c in trials.columns if c.startswith("params_")]
     return done[[c for c in keep if c in done]].head(k).reset_index(drop=True)
+
+
+def load_reeval(directory: str | Path, name: str) -> pd.DataFrame | None:
+    """A sweep's re-evaluation table (its top trials on more seeds), or None before one ran."""
+    path = Path(directory) / REEVAL_DIR / f"{name}.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def reevaluated(table: pd.DataFrame, metric: str, direction: str = "maximize") -> pd.DataFrame:
+    """Per re-evaluated trial, best first: its params, the seeds it has, and the mean and 95%
+    t-interval of ``metric`` over them. The first row is the sweep's winner: a winner is
+    named by the mean over seeds, not by the single-seed trial value that ranked it."""
+    params = [c for c in table.columns if c.startswith("params_")]
+    rows = []
+    for trial, runs in table.groupby("trial", sort=False):
+        values = pd.to_numeric(runs[metric], errors="coerce").dropna()
+        low, high = t_interval(values)
+        rows.append({"trial": int(trial), **runs.iloc[0][params].to_dict(),
+                     "seeds": len(values), "mean": values.mean(), "ci_low": low,
+                     "ci_high": high})  # fmt: skip
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    return out.sort_values("mean", ascending=direction == "minimize", kind="stable").reset_index(
+        drop=True
+    )

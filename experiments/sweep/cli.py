@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from experiments.analysis.sweeps import REEVAL_DIR
 from experiments.config import spec as specs
 from experiments.config.sweep_spec import load_sweep
 from experiments.run.workers import registered, set_worker_threads, start_workers
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print(summary(study, sweep))
     top, seeds = args.reevaluate
     if top > 0 and seeds > 1:
-        again = path.parent / "reeval" / path.name
+        again = path.parent / REEVAL_DIR / path.name
         table = reevaluate(sweep, study, sweep.resolved_base(profile), again, top, seeds)
         print(winner_text(table, sweep))
     print(f"table: {path} ({time.time() - started:.0f} s)")

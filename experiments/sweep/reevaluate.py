@@ -5,7 +5,7 @@ partly the luckiest (a 3-seed sd of 0.5-0.7 pp is the size of the differences a 
 sweep ranks). So the ``top`` trials (the best distinct configurations of a single objective,
 or the Pareto set of several, best first objective first) are trained with ``seeds`` seeds
 each (the trial's own seed is reused, never retrained), and the winner is the one with the
-best mean over seeds of the first objective. Rows go to ``results/sweeps/<name>.reeval.csv``;
+best mean over seeds of the first objective. Rows go to ``results/sweeps/reeval/<name>.csv``;
 a run already in that table is never trained again, so a rerun only fills what is missing.
 """
 
@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FixedTrial, TrialState
 
-from experiments.analysis.stats import t_interval
+from experiments.analysis.sweeps import reevaluated
 from experiments.config.sweep_spec import SweepSpec
 from experiments.run import store
 from experiments.run.identity import run_id
@@ -80,18 +80,7 @@ def reevaluate(
 
 def winner(table: pd.DataFrame, sweep: SweepSpec) -> pd.DataFrame:
     """Per re-evaluated trial: mean and 95% t-interval of the first objective; best first."""
-    metric = sweep.metrics[0]
-    rows = []
-    for trial, g in table.groupby("trial"):
-        values = pd.to_numeric(g[metric], errors="coerce").dropna()
-        low, high = t_interval(values)
-        rows.append({"trial": int(trial), "seeds": len(values), "mean": values.mean(),
-                     "ci_low": low, "ci_high": high})  # fmt: skip
-    out = pd.DataFrame(rows)
-    if out.empty:
-        return out
-    ascending = sweep.directions[0] == "minimize"
-    return out.sort_values("mean", ascending=ascending).reset_index(drop=True)
+    return reevaluated(table, sweep.metrics[0], sweep.directions[0])
 
 
 def winner_text(table: pd.DataFrame, sweep: SweepSpec) -> str:
