@@ -296,3 +296,34 @@ def test_the_winner_is_the_best_mean_over_seeds_not_the_luckiest_trial():
     text = "\n".join(_reeval_lines(trials, reeval))
     assert "the winner is trial 3 over 3 seeds" in text and "80.00 ±" in text
     assert "no winner is named" in "\n".join(_reeval_lines(trials, None))
+
+
+def test_a_repeated_configuration_is_listed_once_in_the_pareto_set(workspace):
+    """NSGA-II repeats parents; a repeat reuses its result, so it is the same front point."""
+    from optuna.distributions import CategoricalDistribution
+
+    objectives = (
+        "[{metric: best_val_top1, direction: maximize}, {metric: params, direction: minimize}]"
+    )
+    space = "model.embed_dim: {type: categorical, choices: [16, 32]}"
+    spec = load_sweep(write_sweep(workspace, space=space, objectives=objectives))
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    dist = {"model.embed_dim": CategoricalDistribution([16, 32])}
+    for values, dim, attrs in (
+        ([80.0, 100.0], 16, {}),
+        ([80.0, 100.0], 16, {"duplicate_of": 0}),
+        ([85.0, 300.0], 32, {}),
+    ):
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=values, params={"model.embed_dim": dim}, distributions=dist,
+                user_attrs=attrs,
+            )
+        )  # fmt: skip
+    text = summary(study, spec)
+    assert "Pareto set (2 configurations)" in text
+    assert [line.split(":")[0].strip() for line in text.splitlines() if "  trial " in line] == [
+        "trial 0",
+        "trial 2",
+    ]
+    assert "1 trial(s) repeated an earlier configuration" in text

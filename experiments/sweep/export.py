@@ -77,7 +77,9 @@ def summary(study: optuna.Study, sweep: SweepSpec) -> str:
 
     if states["complete"]:
         best = study.best_trials if len(sweep.metrics) > 1 else [study.best_trial]
-        head = "best" if len(sweep.metrics) == 1 else f"Pareto set ({len(best)} trials)"
+        # a repeat of a configuration is the same point, listed once
+        best = [t for t in best if "duplicate_of" not in t.user_attrs] or best
+        head = "best" if len(sweep.metrics) == 1 else f"Pareto set ({len(best)} configurations)"
         lines.append(f"{head} ({', '.join(f'{m} {d}' for m, d in sweep.objectives)}):")
         lines += [show(t) for t in sorted(best, key=lambda t: t.number)]
     done = [t for t in trials if t.state in queue.FINISHED and "duplicate_of" not in t.user_attrs]
