@@ -12,6 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 from conftest import ROOT, TINY_BASE, cli
+from scipy import stats
 
 from experiments.__main__ import main
 from experiments.config.spec import SpecError
@@ -295,6 +296,12 @@ def test_the_winner_is_the_best_mean_over_seeds_not_the_luckiest_trial():
     )  # fmt: skip
     text = "\n".join(_reeval_lines(trials, reeval))
     assert "the winner is trial 3 over 3 seeds" in text and "80.00 ±" in text
+    p = ranked.loc[1, "p vs winner"]
+    assert p == pytest.approx(
+        stats.ttest_ind([82.0, 76.0, 77.0], [80.0, 80.5, 79.5], equal_var=False).pvalue
+    )
+    assert p > 0.05 and "do not tell it from 1 of the others" in text
+    assert pd.isna(ranked.loc[0, "p vs winner"])
     assert "no winner is named" in "\n".join(_reeval_lines(trials, None))
 
 

@@ -498,18 +498,28 @@ def _reeval_lines(trials: pd.DataFrame, reeval: pd.DataFrame | None) -> list[str
     ranked = sw.reevaluated(reeval, metric, direction)
     if ranked.empty:
         return []
-    shown = ranked.drop(columns=["mean", "ci_low", "ci_high"]).assign(
+    shown = ranked.drop(columns=["mean", "ci_low", "ci_high", "p vs winner"])
+    shown = shown.astype(object).where(shown.notna(), "").assign(
         **{
             f"{metric}, mean ± 95% CI": [
                 an.format_interval(r.mean, r.ci_low, r.ci_high) for r in ranked.itertuples()
-            ]
+            ],
+            "p vs winner (Welch)": [an.format_p(p) for p in ranked["p vs winner"]],
         }
     )
     best = ranked.iloc[0]
+    close = ranked["p vs winner"].iloc[1:].ge(0.05).sum()
+    caveat = (
+        f" Its seeds do not tell it from {close} of the others (Welch p ≥ 0.05): more seeds "
+        "would be needed to separate them."
+        if close
+        else ""
+    )
     return [
         f"Its {len(ranked)} best distinct trials trained again on more seeds (each trial's own "
         f"seed reused, not retrained; `results/sweeps/{sw.REEVAL_DIR}/`), best mean {metric} "
-        f"first: the winner is trial {int(best['trial'])} over {int(best['seeds'])} seeds.",
+        f"first: the winner is trial {int(best['trial'])} over {int(best['seeds'])} seeds."
+        + caveat,
         "",
         markdown_table(shown),
         "",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats
 
 from experiments.analysis.stats import t_interval
 
@@ -75,20 +76,27 @@ def load_reeval(directory: str | Path, name: str) -> pd.DataFrame | None:
 
 
 def reevaluated(table: pd.DataFrame, metric: str, direction: str = "maximize") -> pd.DataFrame:
-    """Per re-evaluated trial, best first: its params, the seeds it has, and the mean and 95%
-    t-interval of ``metric`` over them. The first row is the sweep's winner: a winner is
-    named by the mean over seeds, not by the single-seed trial value that ranked it."""
+    """Per re-evaluated trial, best first: its params, the seeds it has, the mean and 95%
+    t-interval of ``metric`` over them, and Welch's p against the first. The first row is the
+    sweep's winner: a winner is named by the mean over seeds, not by the single-seed trial
+    value that ranked it; ``p vs winner`` says whether the seeds tell it from the others."""
     params = [c for c in table.columns if c.startswith("params_")]
-    rows = []
+    rows, values = [], {}
     for trial, runs in table.groupby("trial", sort=False):
-        values = pd.to_numeric(runs[metric], errors="coerce").dropna()
-        low, high = t_interval(values)
+        values[int(trial)] = pd.to_numeric(runs[metric], errors="coerce").dropna()
+        low, high = t_interval(values[int(trial)])
         rows.append({"trial": int(trial), **runs.iloc[0][params].to_dict(),
-                     "seeds": len(values), "mean": values.mean(), "ci_low": low,
-                     "ci_high": high})  # fmt: skip
+                     "seeds": len(values[int(trial)]), "mean": values[int(trial)].mean(),
+                     "ci_low": low, "ci_high": high})  # fmt: skip
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    return out.sort_values("mean", ascending=direction == "minimize", kind="stable").reset_index(
-        drop=True
-    )
+    out = out.sort_values("mean", ascending=direction == "minimize", kind="stable")
+    best = values[int(out["trial"].iloc[0])]
+    out["p vs winner"] = [
+        float("nan")
+        if i == 0 or min(len(best), len(values[t])) < 2
+        else stats.ttest_ind(values[t], best, equal_var=False).pvalue
+        for i, t in enumerate(out["trial"])
+    ]
+    return out.reset_index(drop=True)
