@@ -499,13 +499,17 @@ def _reeval_lines(trials: pd.DataFrame, reeval: pd.DataFrame | None) -> list[str
     if ranked.empty:
         return []
     shown = ranked.drop(columns=["mean", "ci_low", "ci_high", "p vs winner"])
-    shown = shown.astype(object).where(shown.notna(), "").assign(
-        **{
-            f"{metric}, mean ± 95% CI": [
-                an.format_interval(r.mean, r.ci_low, r.ci_high) for r in ranked.itertuples()
-            ],
-            "p vs winner (Welch)": [an.format_p(p) for p in ranked["p vs winner"]],
-        }
+    shown = (
+        shown.astype(object)
+        .where(shown.notna(), "")
+        .assign(
+            **{
+                f"{metric}, mean ± 95% CI": [
+                    an.format_interval(r.mean, r.ci_low, r.ci_high) for r in ranked.itertuples()
+                ],
+                "p vs winner (Welch)": [an.format_p(p) for p in ranked["p vs winner"]],
+            }
+        )
     )
     best = ranked.iloc[0]
     close = ranked["p vs winner"].iloc[1:].ge(0.05).sum()
