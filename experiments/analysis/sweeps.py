@@ -83,11 +83,10 @@ def reevaluated(table: pd.DataFrame, metric: str, direction: str = "maximize") -
     params = [c for c in table.columns if c.startswith("params_")]
     rows, values = [], {}
     for trial, runs in table.groupby("trial", sort=False):
-        values[int(trial)] = pd.to_numeric(runs[metric], errors="coerce").dropna()
-        low, high = t_interval(values[int(trial)])
-        rows.append({"trial": int(trial), **runs.iloc[0][params].to_dict(),
-                     "seeds": len(values[int(trial)]), "mean": values[int(trial)].mean(),
-                     "ci_low": low, "ci_high": high})  # fmt: skip
+        mine = values[int(trial)] = pd.to_numeric(runs[metric], errors="coerce").dropna()
+        low, high = t_interval(mine)
+        rows.append({"trial": int(trial), **runs.iloc[0][params].to_dict(), "seeds": len(mine),
+                     "mean": mine.mean(), "ci_low": low, "ci_high": high})  # fmt: skip
     out = pd.DataFrame(rows)
     if out.empty:
         return out
