@@ -278,7 +278,7 @@ def test_the_winner_is_the_best_mean_over_seeds_not_the_luckiest_trial():
     """Trial 7 ranked first on its own seed (82) but averages lower than trial 3; the report
     names trial 3, and names no winner for a sweep not re-evaluated."""
     from experiments.analysis import sweeps as sw
-    from experiments.analysis.report import _reeval_lines
+    from experiments.analysis.sweep_report import reeval_lines
 
     reeval = pd.DataFrame(
         {"trial": [7, 7, 7, 3, 3, 3], "seed": [0, 1, 2] * 2, "params_train.lr": [1e-2] * 3 + [2e-3] * 3,
@@ -294,7 +294,7 @@ def test_the_winner_is_the_best_mean_over_seeds_not_the_luckiest_trial():
         {"number": [3, 7], "value": [80.0, 82.0], "user_attrs_objectives": "best_val_top1",
          "user_attrs_directions": "maximize"}
     )  # fmt: skip
-    text = "\n".join(_reeval_lines(trials, reeval))
+    text = "\n".join(reeval_lines(trials, reeval))
     assert "the winner is trial 3 over 3 seeds" in text and "80.00 ±" in text
     p = ranked.loc[1, "p vs winner"]
     assert p == pytest.approx(
@@ -302,7 +302,7 @@ def test_the_winner_is_the_best_mean_over_seeds_not_the_luckiest_trial():
     )
     assert p > 0.05 and "do not tell it from 1 of the others" in text
     assert pd.isna(ranked.loc[0, "p vs winner"])
-    assert "no winner is named" in "\n".join(_reeval_lines(trials, None))
+    assert "no winner is named" in "\n".join(reeval_lines(trials, None))
 
 
 def test_a_repeated_configuration_is_listed_once_in_the_pareto_set(workspace):

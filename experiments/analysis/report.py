@@ -24,10 +24,10 @@ from experiments.analysis import budget_bias, compute, looks, noise, projection,
 from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import stats as an
-from experiments.analysis import sweeps as sw
 from experiments.analysis.calibration_tables import spread_lines
 from experiments.analysis.claims import ALPHA
 from experiments.analysis.markdown import markdown_table
+from experiments.analysis.sweep_report import sweeps_section
 from experiments.config.toplevel import load_profile_defaults
 from experiments.run.seeds import SeedPolicy
 
@@ -469,65 +469,12 @@ def build_report(
                     results, epochs, grid, prof, results_dir, claims, paper_results, metric, figures
                 )
 
-    sweeps = sw.load_sweeps(results_dir / "sweeps")
-    lines += ["## Sweeps", ""]
-    if not sweeps:
-        lines += ["no sweep results yet", ""]
-    for name, trials in sweeps.items():
-        states = trials["state"].value_counts().to_dict() if "state" in trials else {}
-        counts = ", ".join(f"{v} {k.lower()}" for k, v in states.items())
-        lines += [f"### {name}", "", f"{len(trials)} trials ({counts}).", ""]
-        if len(sw.sweep_objectives(trials)) == 1:
-            lines += [markdown_table(sw.best_trials(trials)), ""]
-        if figures:
-            paths = fg.save(fg.plot_sweep(trials, name), results_dir / "figures" / "sweeps", name)
-            lines += [_link(paths[0], results_dir, name), ""]
-        lines += _reeval_lines(trials, sw.load_reeval(results_dir / "sweeps", name))
+    lines += sweeps_section(results_dir, figures)
 
     report = results_dir / "REPORT.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return report
-
-
-def _reeval_lines(trials: pd.DataFrame, reeval: pd.DataFrame | None) -> list[str]:
-    """A sweep's winner as its re-evaluation names it (every trial trains on one seed)."""
-    if reeval is None:
-        return ["Not re-evaluated on more seeds yet: no winner is named.", ""]
-    metric, direction = sw.sweep_labels(trials)[0], sw.sweep_directions(trials)[0]
-    ranked = sw.reevaluated(reeval, metric, direction)
-    if ranked.empty:
-        return []
-    shown = ranked.drop(columns=["mean", "ci_low", "ci_high", "p vs winner"])
-    shown = (
-        shown.astype(object)
-        .where(shown.notna(), "")
-        .assign(
-            **{
-                f"{metric}, mean ± 95% CI": [
-                    an.format_interval(r.mean, r.ci_low, r.ci_high) for r in ranked.itertuples()
-                ],
-                "p vs winner (Welch)": [an.format_p(p) for p in ranked["p vs winner"]],
-            }
-        )
-    )
-    best = ranked.iloc[0]
-    close = ranked["p vs winner"].iloc[1:].ge(0.05).sum()
-    caveat = (
-        f" Its seeds do not tell it from {close} of the others (Welch p ≥ 0.05): more seeds "
-        "would be needed to separate them."
-        if close
-        else ""
-    )
-    return [
-        f"Its {len(ranked)} best distinct trials trained again on more seeds (each trial's own "
-        f"seed reused, not retrained; `results/sweeps/{sw.REEVAL_DIR}/`), best mean {metric} "
-        f"first: the winner is trial {int(best['trial'])} over {int(best['seeds'])} seeds."
-        + caveat,
-        "",
-        markdown_table(shown),
-        "",
-    ]
 
 
 def _scrub(text: str) -> str:
