@@ -357,6 +357,23 @@ def test_a_renamed_preset_relabels_finished_runs(workspace):
     assert set(epochs["cell"]) == {"arm=deep", "arm=one_block"}
 
 
+def test_a_workers_export_writes_the_cell_index_the_spec_gives_now(workspace):
+    """A worker exports the grid's table after each run, knowing only the study: the cell
+    order the last enqueue recorded orders it, not the indexes stored on older trials."""
+    from experiments.run import store
+    from experiments.run.runner import prepare
+
+    spec = write_grid(workspace, axis="model.depth: [1, 2]", seeds=1)
+    run_grid(spec, profile="quick", progress=False)
+    write_grid(workspace, axis="model.depth: [2, 1]", seeds=1)  # the same runs, reordered
+    job = prepare(spec, profile="quick")
+    assert job.added == 0
+    store.export(job.study, "test/tiny", "quick")  # as runner.work does, without the records
+    df = table(workspace, "test/tiny")
+    assert df["cell"].tolist() == ["depth=2", "depth=1"]
+    assert df["cell_index"].tolist() == [0, 1]
+
+
 def test_progress_line_counts_runs_an_earlier_round_left_in_the_queue(monkeypatch):
     """A campaign restarted mid seed round drains the round's runs with the first batch: the
     line must not read 30/18 with a negative ETA."""

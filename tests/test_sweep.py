@@ -305,6 +305,24 @@ def test_the_winner_is_the_best_mean_over_seeds_not_the_luckiest_trial():
     assert "no winner is named" in "\n".join(reeval_lines(trials, None))
 
 
+def test_sweep_tables_read_as_numbers_a_reader_uses():
+    """Trial numbers read as integers (a NaN in the column made them floats: "10.0"), a
+    learning rate to 3 significant digits, a metric to 2 decimals, no ``params_`` prefix."""
+    from experiments.analysis.sweep_report import readable
+
+    table = pd.DataFrame(
+        {"trial": [10.0, 2.0], "best_val_top1": [80.84999918937683, float("nan")],
+         "params_train.lr": [0.0014449445100074014, 0.0003633], "params_model.act": ["gelu", "relu"],
+         "seeds": [3.0, 3.0]}
+    )  # fmt: skip
+    out = readable(table)
+    assert list(out.columns) == ["trial", "best_val_top1", "train.lr", "model.act", "seeds"]
+    assert out["trial"].tolist() == ["10", "2"] and out["seeds"].tolist() == ["3", "3"]
+    assert out["best_val_top1"].tolist() == ["80.85", ""]
+    assert out["train.lr"].tolist() == ["0.00144", "0.000363"]
+    assert out["model.act"].tolist() == ["gelu", "relu"]
+
+
 def test_a_repeated_configuration_is_listed_once_in_the_pareto_set(workspace):
     """NSGA-II repeats parents; a repeat reuses its result, so it is the same front point."""
     from optuna.distributions import CategoricalDistribution

@@ -24,12 +24,31 @@ def sweeps_section(results_dir: Path, figures: bool = True) -> list[str]:
         counts = ", ".join(f"{v} {k.lower()}" for k, v in states.items())
         lines += [f"### {name}", "", f"{len(trials)} trials ({counts}).", ""]
         if len(sw.sweep_objectives(trials)) == 1:
-            lines += [markdown_table(sw.best_trials(trials)), ""]
+            best = sw.best_trials(trials).rename(
+                columns={"number": "trial", "value": sw.sweep_labels(trials)[0]}
+            )
+            lines += [markdown_table(readable(best)), ""]
         if figures:
             paths = fg.save(fg.plot_sweep(trials, name), results_dir / "figures" / "sweeps", name)
             lines += [f"![{name}]({paths[0].relative_to(results_dir).as_posix()})", ""]
         lines += reeval_lines(trials, sw.load_reeval(results_dir / "sweeps", name))
     return lines
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """A trial table as a reader wants it: trial numbers and seed counts as integers, a
+    hyper-parameter to 3 significant digits without its ``params_`` prefix, a metric to 2
+    decimals (the seed-to-seed spread is a percentage point)."""
+    out = table.copy()
+    for col in out:
+        values = out[col]
+        if col in ("trial", "seeds"):
+            out[col] = values.map(lambda v: "" if pd.isna(v) else str(int(v)))
+        elif col.startswith("params_") and pd.api.types.is_float_dtype(values):
+            out[col] = values.map(lambda v: "" if pd.isna(v) else f"{v:.3g}")
+        elif pd.api.types.is_float_dtype(values):
+            out[col] = values.map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    return out.rename(columns=lambda c: c.removeprefix("params_"))
 
 
 def reeval_lines(trials: pd.DataFrame, reeval: pd.DataFrame | None) -> list[str]:
@@ -40,7 +59,7 @@ def reeval_lines(trials: pd.DataFrame, reeval: pd.DataFrame | None) -> list[str]
     ranked = sw.reevaluated(reeval, metric, direction)
     if ranked.empty:
         return []
-    shown = ranked.drop(columns=["mean", "ci_low", "ci_high", "p vs winner"])
+    shown = readable(ranked.drop(columns=["mean", "ci_low", "ci_high", "p vs winner"]))
     shown = (
         shown.astype(object)
         .where(shown.notna(), "")

@@ -438,6 +438,8 @@ def prepare(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["test_top1"])
+    # the cells as the spec words them now: a worker's export orders and indexes rows by it
+    store.record_cell_order(study, [c[0] for c in spec.cells()])
     added, reused = _enqueue(study, runs, storage, results_dir)
     policy = spec.seed_policy(profile)
     adaptive = policy.adaptive and bool(spec.claims) and seed_list is None

@@ -249,6 +249,21 @@ def read_table(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={"run_id": str, "shared_from": str}, keep_default_na=True)
 
 
+CELL_ORDER = "cell_order"  # study attribute: the grid's cell labels, in the spec's order
+
+
+def record_cell_order(study: optuna.Study, cells: list[str]) -> None:
+    """Store the spec's current cell order on the study (a grid's enqueue does it), so every
+    export, a worker's too, writes each row with the cell index the spec gives it now rather
+    than the one stored on its trial when an older wording of the spec enqueued it."""
+    if study.user_attrs.get(CELL_ORDER) != cells:
+        study.set_user_attr(CELL_ORDER, cells)
+
+
+def cell_order(study: optuna.Study) -> list[tuple[str, int]]:
+    return [(c, i) for i, c in enumerate(study.user_attrs.get(CELL_ORDER) or [])]
+
+
 def export(
     study: optuna.Study,
     grid: str,
@@ -262,9 +277,11 @@ def export(
     under an older wording of the spec (a renamed preset, reordered axes) is written with the
     spec's current cell label and index, not the ones stored on its trial."""
     df, ep = tables(study)
+    if not current:  # a worker's export: the cell order the last enqueue recorded
+        current = [{"cell": c, "cell_index": i, "run_id": None} for c, i in cell_order(study)]
     if current and not df.empty:
         index = {r["cell"]: r["cell_index"] for r in current}
-        by_id = {r["run_id"]: r for r in reversed(current)}  # the first record of a run wins
+        by_id = {r["run_id"]: r for r in reversed(current) if r["run_id"]}  # the first wins
         df = pd.DataFrame([_as_now(r, index, by_id) for r in df.to_dict("records")])
         df = df.sort_values(["cell_index", "seed"], kind="stable", ignore_index=True)
         cells = dict(zip(df["run_id"], df["cell"], strict=True))
