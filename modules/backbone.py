@@ -26,6 +26,12 @@ class ToggleableBackbone(nn.Module):
         """The run identity: every constructor toggle, inert ones None (see the config)."""
         return self.cfg.toggles()
 
+    def unreached_parameters(self) -> list[nn.Parameter]:
+        """Parameters ``forward`` leaves out because they cannot reach its output (their
+        gradient would be exactly zero); training gives them zero gradients, so the optimizer
+        and gradient clipping see what the full computation gives. None by default."""
+        return []
+
     def get_classifier(self) -> nn.Module:
         return self.head
 

@@ -78,6 +78,10 @@ Fidelity to the official code (ofsoundof/LocalViT, ``models/localvit.py``):
 * a consequence of the official structure, kept: the head reads the class token, and the
   locality FFN never updates it, so the FFN of the *last* block cannot affect the output and
   its parameters get no gradient (they are still counted in the official parameter totals).
+  ``forward`` therefore skips it (the official model computes it and back-propagates zeros
+  through it): the same logits and gradients, bit for bit; ``unreached_parameters()`` names
+  its parameters, which training gives zero gradients as the full computation would, and its
+  BatchNorm statistics stay at their initial values (they never reach an output).
   ``global_pool="avg"`` (timm's keyword; default ``"token"`` as in DeiT) classifies from the
   mean image token instead, which puts that FFN back to work.
 * ``drop_rate`` keeps DeiT's (timm 0.3) meaning: dropout after the position embedding, the
@@ -166,9 +170,12 @@ class LocalViTBlock(nn.Module):
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.ffn = ffn
 
+    def attend(self, x: torch.Tensor) -> torch.Tensor:
+        """The block's attention half, residual included."""
+        return x + self.drop_path(self.attn(self.norm1(x)))
+
     def forward(self, x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return self.ffn(x, hw)
+        return self.ffn(self.attend(x), hw)
 
 
 FFN_TOGGLES = tuple(f.name for f in fields(LocalityFFNConfig))
@@ -396,8 +403,29 @@ class LocalViT(ToggleableBackbone):
         x = x[:, 0] if self.global_pool == "token" else x[:, self.num_prefix_tokens :].mean(1)
         return x if pre_logits else self.head(x)
 
+    def last_ffn_reaches_head(self) -> bool:
+        """False when the head reads the class token and the last block's FFN is a locality
+        (or 1x1-conv) FFN, which leaves the class token as it is: that FFN cannot change the
+        logits."""
+        return self.global_pool != "token" or not isinstance(self.blocks[-1].ffn, LocalityFFN)
+
+    def unreached_parameters(self) -> list[nn.Parameter]:
+        """The parameters :meth:`forward` does not compute with because they cannot reach the
+        logits (the last block's FFN, see :meth:`last_ffn_reaches_head`); their gradient in the
+        full computation is exactly zero."""
+        return [] if self.last_ffn_reaches_head() else list(self.blocks[-1].ffn.parameters())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+        """Logits. An FFN that cannot reach them is not computed: the logits and every other
+        parameter's gradient are bit-identical to the full computation's (tested), and a
+        training step of LocalViT micro is about 1.1x faster. ``forward_features`` still
+        computes every token, as the official model does."""
+        if self.last_ffn_reaches_head():
+            return self.forward_head(self.forward_features(x))
+        x, hw = self.embed(x)
+        for block in self.blocks[:-1]:
+            x = block(x, hw)
+        return self.forward_head(self.norm(self.blocks[-1].attend(x)))
 
 
 # ---------------------------------------------------------------------------------------------

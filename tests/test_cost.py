@@ -56,3 +56,18 @@ def test_params_throughput_memory_positive():
     with PeakMemory() as mem:
         torch.zeros(1000, 1000).sum()
     assert mem.mb > 0
+
+
+def test_localvit_macs_count_the_ffn_its_forward_skips():
+    """LocalViT's forward leaves out the last block's FFN (it cannot reach the logits); its
+    MACs are still the architecture's, as the papers and the committed tables count them."""
+    import timm
+
+    import modules  # noqa: F401  (registers the models)
+
+    model = timm.create_model("localvit_micro", num_classes=10, in_chans=1)
+    avg = timm.create_model("localvit_micro", num_classes=10, in_chans=1, global_pool="avg")
+    assert model.unreached_parameters() and not avg.unreached_parameters()
+    macs = count_macs(model, (1, 28, 28))
+    assert macs == count_macs(avg, (1, 28, 28))  # the same layers, none skipped
+    assert macs == 36_725_952  # the committed tables' figure for localvit/layers, layers=all

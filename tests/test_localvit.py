@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import math
 from dataclasses import replace
@@ -721,3 +722,30 @@ def test_channel_attention_pooling_is_the_mean_bit_for_bit(shape):
 
     rows = torch.randn(shape) * 3 + 1
     assert torch.equal(_pooled(rows), rows.mean(1))
+
+
+@pytest.mark.parametrize(
+    "toggles, skipped",
+    [
+        ({}, True),  # locality FFN in the last block, class-token head
+        ({"ffn": "conv1x1"}, True),  # the 1x1-conv FFN also leaves the class token alone
+        ({"global_pool": "avg"}, False),  # the mean image token reaches the last FFN
+        ({"layers": "low"}, False),  # the last block has DeiT's MLP, which updates the token
+    ],
+)
+def test_forward_skips_only_an_ffn_that_cannot_reach_the_logits(toggles, skipped):
+    """The skip is exact: logits and every gradient bit-identical to the full computation."""
+    model = timm.create_model("localvit_micro", num_classes=10, in_chans=1, **toggles).train()
+    last = list(model.blocks[-1].ffn.parameters())
+    assert model.unreached_parameters() == (last if skipped else [])
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 1, 28, 28), torch.arange(8) % 10
+    full = copy.deepcopy(model)
+    F.cross_entropy(logits := model(x), y).backward()
+    F.cross_entropy(expected := full.forward_head(full.forward_features(x)), y).backward()
+    assert torch.equal(logits, expected)
+    for (name, p), q in zip(model.named_parameters(), full.parameters(), strict=True):
+        if skipped and any(p is d for d in last):
+            assert p.grad is None and not q.grad.any(), name  # computed zeros, skipped here
+        else:
+            assert torch.equal(p.grad, q.grad), name

@@ -180,3 +180,37 @@ def test_the_phase_clock_splits_a_run_into_training_validation_and_test():
     assert set(clock.seconds) == {"train_batches", "validation", "test"}
     assert all(s > 0 for s in clock.seconds.values())
     assert sum(clock.seconds.values()) < min(wall, result["wall_s"])
+
+
+def test_skipping_localvits_unreachable_ffn_trains_bit_for_bit_as_the_full_computation(
+    tmp_path, monkeypatch
+):
+    """``LocalViT.forward`` leaves out the last block's FFN (it cannot reach the class-token
+    head). With clipping active every step, a run trains exactly as when the FFN is computed:
+    the same curves and test metrics, and the same weights, the skipped FFN's included (the
+    zero gradients ``on_after_backward`` gives it decay it as the computed zeros did)."""
+    import torch
+
+    from modules.localvit import LocalViT
+
+    model = {"name": "localvit_micro", "embed_dim": 32, "depth": 2, "heads": 2}
+    train = {"steps": 6, "grad_clip": 1e-3, "bench_seconds": 0.01, "collapse_gap": 100.0}
+
+    def run(name: str) -> tuple[dict, dict]:
+        out = train_run(model, SMALL, train, workdir=tmp_path / name, progress=False)
+        state = torch.load(tmp_path / name / "last.ckpt", weights_only=True)["state_dict"]
+        return out, state
+
+    skipped, skipped_state = run("skipped")
+    with monkeypatch.context() as m:  # the full computation, as the official model runs it
+        m.setattr(LocalViT, "last_ffn_reaches_head", lambda self: True)
+        full, full_state = run("full")
+    for key in ("epochs", "test_top1", "test_loss", "best_val_top1"):
+        assert skipped[key] == full[key], key
+    dead = "model.blocks.1.ffn."
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    for key, value in full_state.items():
+        if key.startswith(dead) and key.endswith(statistics):
+            continue  # the skipped FFN's BatchNorm statistics: never computed, never used
+        assert torch.equal(skipped_state[key], value), key
+    assert any(k.startswith(dead + "fc1") for k in full_state)

@@ -39,8 +39,19 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def architecture_forward(model: nn.Module):
+    """The forward whose multiply-adds a paper counts: the whole network, including a part
+    ``forward`` skips because it cannot reach the logits (LocalViT's last FFN; the official
+    code computes it and the papers' MACs include it)."""
+    unreached = getattr(model, "unreached_parameters", None)
+    if unreached is not None and unreached():
+        return lambda x: model.forward_head(model.forward_features(x))
+    return model
+
+
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-adds of one forward pass of one image of ``input_shape`` (C, H, W)."""
+    """Multiply-adds of one forward pass of one image of ``input_shape`` (C, H, W), of the
+    whole architecture (``architecture_forward``)."""
     p = next(model.parameters())
     x = torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype)
     was_training = model.training
@@ -48,7 +59,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     try:
         # plain_convolutions: a conv computed as a matmul still counts as the conv it is
         with fc.FlopCounterMode(display=False) as counter, torch.no_grad(), plain_convolutions():
-            model(x)
+            architecture_forward(model)(x)
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2

@@ -210,6 +210,16 @@ class ClassificationModule(L.LightningModule):
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True)
         return loss
 
+    def on_after_backward(self) -> None:
+        """A zero gradient for each parameter the model skipped because it cannot reach the
+        logits (``unreached_parameters``: LocalViT's last FFN): AdamW's weight decay and
+        moments and the clipped gradient norm then run on exactly the tensors the full
+        computation gives, so a run trains bit for bit as it did before the skip."""
+        unreached = getattr(self.model, "unreached_parameters", None)
+        for p in unreached() if unreached is not None else ():
+            if p.grad is None and p.requires_grad:
+                p.grad = torch.zeros_like(p)
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update(self.model, step=self.global_step)
