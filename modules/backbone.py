@@ -29,7 +29,7 @@ class ToggleableBackbone(nn.Module):
     def unreached_parameters(self) -> list[nn.Parameter]:
         """Parameters ``forward`` leaves out because they cannot reach its output (their
         gradient would be exactly zero); training gives them zero gradients, so the optimizer
-        and gradient clipping see what the full computation gives. None by default."""
+        and gradient clipping see what the full computation gives. Empty by default."""
         return []
 
     def get_classifier(self) -> nn.Module:
