@@ -7,8 +7,8 @@ FFN of 1x1 convs, DeiT's blocks) sit behind its largest effects, and a cell stil
 the budget ends loses to one that learns faster whatever either could reach. The calibration grid
 ``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget, at
 twice it and at four times it, paired by seed within each budget; ``slow_cells_long.yaml`` trains
-the pair with the largest effect (the locality FFN and the plain MLP) at eight and sixteen
-times it. An effect that shrinks when every cell trains longer was partly the budget's; one that
+the pair with the largest effect (the locality FFN and the plain MLP) at eight, sixteen and
+thirty-two times it. An effect that shrinks when every cell trains longer was partly the budget's; one that
 holds is the architecture's, at least up to that budget.
 """
 
@@ -215,7 +215,7 @@ def bias_lines(
         f"Undertraining bias (`ablations/{SLOW_CELLS_GRID}.yaml`): the cells of LocalViT's "
         "largest effects at the profile's budget, twice it and four times it, paired by seed "
         f"within each budget; `ablations/{BUDGET_GRIDS[1]}.yaml` trains the locality FFN and "
-        "the plain MLP at eight and sixteen times it. *Δ − first budget's Δ* is how far a "
+        "the plain MLP at eight, sixteen and thirty-two times it. *Δ − first budget's Δ* is how far a "
         "longer budget moves the effect from the profile's (Welch's t-test); an effect that "
         "shrinks there was partly how fast its cells learn.",
         "",
