@@ -260,10 +260,6 @@ def record_cell_order(study: optuna.Study, cells: list[str]) -> None:
         study.set_user_attr(CELL_ORDER, cells)
 
 
-def cell_order(study: optuna.Study) -> list[tuple[str, int]]:
-    return [(c, i) for i, c in enumerate(study.user_attrs.get(CELL_ORDER) or [])]
-
-
 def export(
     study: optuna.Study,
     grid: str,
@@ -278,7 +274,8 @@ def export(
     spec's current cell label and index, not the ones stored on its trial."""
     df, ep = tables(study)
     if not current:  # a worker's export: the cell order the last enqueue recorded
-        current = [{"cell": c, "cell_index": i, "run_id": None} for c, i in cell_order(study)]
+        order = study.user_attrs.get(CELL_ORDER) or []
+        current = [{"cell": c, "cell_index": i, "run_id": None} for i, c in enumerate(order)]
     if current and not df.empty:
         index = {r["cell"]: r["cell_index"] for r in current}
         by_id = {r["run_id"]: r for r in reversed(current) if r["run_id"]}  # the first wins
