@@ -24,6 +24,11 @@ row = store.provenance()
 print(row["git_sha"], later, row["git_dirty"])
 """
 
+DIRTY = """
+from experiments.run import store
+print(store.provenance()["git_dirty"])
+"""
+
 
 def test_provenance_names_the_commit_the_process_started_on(tmp_path):
     env = dict(
@@ -40,7 +45,11 @@ def test_provenance_names_the_commit_the_process_started_on(tmp_path):
         return out.stdout.strip()
 
     git("init", "-q")
-    git("commit", "-q", "--allow-empty", "-m", "the code the run starts on")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.csv").write_text("a\n")
+    (tmp_path / "model.py").write_text("x = 1\n")
+    git("add", ".")
+    git("commit", "-q", "-m", "the code the run starts on")
     started = git("rev-parse", "--short=12", "HEAD")
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True, text=True
@@ -50,3 +59,15 @@ def test_provenance_names_the_commit_the_process_started_on(tmp_path):
     assert later != started
     assert recorded == started
     assert dirty == "False"
+
+    def dirty() -> str:
+        out = subprocess.run(
+            [sys.executable, "-c", DIRTY], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.strip()
+
+    (tmp_path / "results" / "table.csv").write_text("a\n1\n")  # a grid's export: not code
+    assert dirty() == "False"
+    (tmp_path / "model.py").write_text("x = 2\n")  # the code changed
+    assert dirty() == "True"

@@ -130,10 +130,13 @@ def _git(*args: str) -> str:
 
 
 # the checkout as this process found it when it imported its code: a row names the code its
-# worker runs, even if commits land or files change while the run trains
+# worker runs, even if commits land or files change while the run trains. Dirty means the
+# tracked code differs from the commit; the results tables a grid writes as it goes do not count
 GIT_AT_START = {
     "git_sha": _git("rev-parse", "--short=12", "HEAD"),
-    "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+    "git_dirty": bool(
+        _git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")
+    ),
 }
 
 
