@@ -297,6 +297,18 @@ def test_bench_compile_times_the_compiled_and_the_eager_model():
     assert (df["ratio"] - df["compiled_img_s"] / df["eager_img_s"]).abs().max() < 1e-9
 
 
+def test_bench_class_token_times_forward_against_every_token(monkeypatch):
+    """The class-token figure times ``forward`` against the whole network on the same weights,
+    and the two give the same logits up to rounding."""
+    from experiments.tools import bench
+
+    monkeypatch.setattr(bench, "CLASS_TOKEN_MODELS", [("deit_micro", {"depth": 2})])
+    df = bench.bench_class_token(repeats=2, batch=4, steps=1)
+    assert len(df) == 2 and (df["ratio"] > 0).all()
+    assert (df["ratio"] - df["class_token_img_s"] / df["every_token_img_s"]).abs().max() < 1e-9
+    assert df["logit_diff"].max() < 1e-5  # another computation, the same function
+
+
 def test_bench_eval_batch_marks_the_fastest_batch():
     from experiments.tools.bench import bench_eval_batch
 

@@ -71,3 +71,6 @@ def test_localvit_macs_count_the_ffn_its_forward_skips():
     macs = count_macs(model, (1, 28, 28))
     assert macs == count_macs(avg, (1, 28, 28))  # the same layers, none skipped
     assert macs == 36_725_952  # the committed tables' figure for localvit/layers, layers=all
+    # DeiT: its forward computes the last block for the class token alone; the MACs are still
+    # every token's
+    assert count_macs(timm.create_model("deit_micro"), (1, 28, 28)) == 36_133_824

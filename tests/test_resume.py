@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments.run.resume import code_fingerprint, plan_resume
+
 SCRIPT = Path(__file__).resolve().parent / "helpers" / "kill_run.py"
 METRICS = ("test_top1", "test_top5", "test_loss", "val_top1", "best_val_top1", "epochs_run")
 
@@ -108,3 +110,48 @@ def test_a_checkpoint_from_another_cpu_is_set_aside(uninterrupted_steps, tmp_pat
     for key in METRICS:
         assert again[key] == uninterrupted_steps[key], key
     assert again["epochs"] == uninterrupted_steps["epochs"]
+
+
+def test_a_checkpoint_from_other_code_is_set_aside(uninterrupted_steps, tmp_path):
+    """A checkpoint written by other code (or before code fingerprints were kept) is not
+    resumed: a layer computed another way rounds otherwise, and the run would be half one
+    version's computation and half the other's. The run starts over."""
+    import torch
+
+    workdir = tmp_path / "run"
+    _run(workdir, "epoch:1", budget="steps")
+    path = workdir / "last.ckpt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    assert ckpt["compute"]["code"] == code_fingerprint()
+    for other in ("0123456789abcdef", None):
+        if other is None:
+            del ckpt["compute"]["code"]
+        else:
+            ckpt["compute"]["code"] = other
+        torch.save(ckpt, path)
+        assert not plan_resume(path).resume
+    again = _run(workdir, budget="steps")
+    assert again["restart_epoch"] == 0
+    for key in METRICS:
+        assert again[key] == uninterrupted_steps[key], key
+
+
+def test_the_code_fingerprint_ignores_comments_docstrings_and_layout(tmp_path):
+    """Only what runs counts: editing a comment, a docstring or the formatting of a model file
+    keeps in-flight runs resumable; changing an expression does not."""
+    pkg = tmp_path / "modules"
+    pkg.mkdir()
+    model = pkg / "model.py"
+
+    def fingerprint(source: str) -> str:
+        model.write_text(source)
+        return code_fingerprint(tmp_path, ("modules",))
+
+    base = fingerprint('"""A model."""\ndef f(x):\n    """Why."""\n    return x * 2\n')
+    assert base == fingerprint(
+        '"""A model, better told."""\n\n\ndef f(x):  # doubles\n    """Why, at length."""\n'
+        "    return (x * 2)\n"
+    )
+    assert base != fingerprint('"""A model."""\ndef f(x):\n    """Why."""\n    return x + x\n')
+    (pkg / "layer.py").write_text("y = 1\n")
+    assert base != fingerprint('"""A model."""\ndef f(x):\n    """Why."""\n    return x * 2\n')

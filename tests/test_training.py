@@ -182,13 +182,14 @@ def test_the_phase_clock_splits_a_run_into_training_validation_and_test():
     assert sum(clock.seconds.values()) < min(wall, result["wall_s"])
 
 
-def test_skipping_localvits_unreachable_ffn_trains_bit_for_bit_as_the_full_computation(
+def test_skipping_localvits_unreachable_ffn_trains_bit_for_bit_as_computing_it(
     tmp_path, monkeypatch
 ):
     """``LocalViT.forward`` leaves out the last block's FFN (it cannot reach the class-token
-    head). With clipping active every step, a run trains exactly as when the FFN is computed:
-    the same curves and test metrics, and the same weights, the skipped FFN's included (the
-    zero gradients ``on_after_backward`` gives it decay it as the computed zeros did)."""
+    head). With clipping active every step, a run trains exactly as when that FFN is computed
+    and its zero gradients back-propagated, as the official model does: the same curves and
+    test metrics, and the same weights, the skipped FFN's included (the zero gradients
+    ``on_after_backward`` gives it decay it as the computed zeros did)."""
     import torch
 
     from modules.localvit import LocalViT
@@ -201,9 +202,19 @@ def test_skipping_localvits_unreachable_ffn_trains_bit_for_bit_as_the_full_compu
         state = torch.load(tmp_path / name / "last.ckpt", weights_only=True)["state_dict"]
         return out, state
 
+    def computing_the_dead_ffn(self, x):
+        tokens, hw = self.embed(x)
+        for block in self.blocks[:-1]:
+            tokens = block(tokens, hw)
+        last = self.blocks[-1]
+        # the FFN runs (on the block's input image tokens) and passes the class token through
+        cls = last.ffn(torch.cat([last.class_token(tokens), tokens[:, 1:]], dim=1), hw)[:, :1]
+        return self.forward_head(self.norm(cls))
+
     skipped, skipped_state = run("skipped")
-    with monkeypatch.context() as m:  # the full computation, as the official model runs it
-        m.setattr(LocalViT, "last_ffn_reaches_head", lambda self: True)
+    with monkeypatch.context() as m:
+        m.setattr(LocalViT, "forward", computing_the_dead_ffn)
+        m.setattr(LocalViT, "unreached_parameters", lambda self: [])
         full, full_state = run("full")
     for key in ("epochs", "test_top1", "test_loss", "best_val_top1"):
         assert skipped[key] == full[key], key

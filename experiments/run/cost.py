@@ -40,11 +40,11 @@ def count_params(model: nn.Module) -> int:
 
 
 def architecture_forward(model: nn.Module):
-    """The forward whose multiply-adds a paper counts: the whole network, including a part
-    ``forward`` skips because it cannot reach the logits (LocalViT's last FFN; the official
-    code computes it and the papers' MACs include it)."""
-    unreached = getattr(model, "unreached_parameters", None)
-    if unreached is not None and unreached():
+    """The forward whose multiply-adds a paper counts: the whole network on every token,
+    including what ``forward`` leaves out because it cannot reach the logits (LocalViT's last
+    block beyond its class token; the official code computes it and the papers' MACs
+    include it). timm models are ``forward_head(forward_features(x))``."""
+    if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
         return lambda x: model.forward_head(model.forward_features(x))
     return model
 

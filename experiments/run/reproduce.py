@@ -6,7 +6,8 @@ What to expect: on the machine and thread count that produced a row, the retrain
 bit-identical (difference 0). On another CPU (another instruction set, e.g. AVX2 vs
 AVX-512) or thread count, or under code that computes a layer with another kernel (a row's
 ``git_sha`` names its code: CAS-ViT and MBConv rows trained before ``MapGELU`` used PyTorch's
-own GELU kernel), the kernels round differently, the runs diverge after a few steps,
+own GELU kernel, LocalViT and DeiT rows before ``class_token_attention`` computed their last
+block on every token), the kernels round differently, the runs diverge after a few steps,
 and the difference is of the size of the seed-to-seed spread of the cell: reproducible in
 distribution, not bit for bit. Each retrained run is reported with its difference to the
 committed value and whether it lies within two standard deviations of the cell's seeds.

@@ -120,20 +120,33 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+# the checkout as this process found it when it imported its code: a row names the code its
+# worker runs, even if commits land or files change while the run trains. Dirty means the
+# tracked code differs from the commit; the results tables a grid writes as it goes do not count
+GIT_AT_START = {
+    "git_sha": _git("rev-parse", "--short=12", "HEAD"),
+    "git_dirty": bool(
+        _git("status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)results")
+    ),
+}
+
+
 def provenance() -> dict:
-    """What decides the numbers of a run besides its config: code, libraries, hardware."""
+    """What decides the numbers of a run besides its config: code (as this process started
+    on it), libraries, hardware."""
     import lightning
     import numpy
     import timm
     import torch
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *args], capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
 
     device = (
         torch.cuda.get_device_name()
@@ -141,8 +154,7 @@ def provenance() -> dict:
         else f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
     )
     return {
-        "git_sha": git("rev-parse", "--short=12", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        **GIT_AT_START,
         "torch": torch.__version__,
         "timm": timm.__version__,
         "lightning": lightning.__version__,

@@ -197,7 +197,7 @@ def train_run(
                 plan.epochs_done,
                 plan.threads,
             )
-        elif plan.reason:  # a checkpoint from another CPU or device: the run starts over
+        elif plan.reason:  # from another CPU, device or code: the run starts over
             print(f"{label}{plan.reason}: starting the run over", flush=True)
             (workdir / CHECKPOINT).unlink()
             (workdir / CURVES).unlink(missing_ok=True)

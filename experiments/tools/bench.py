@@ -12,6 +12,10 @@ machine cancels out as far as it can:
   matmul, on maps smaller than the kernel (``modules.layers.small_map_conv``) over the same
   models with plain ``nn.Conv2d``, and over the same models with explicit padding only (the
   matmul path off), same weights.
+- ``class-token``: training-step throughput of the ViTs whose head reads the class token, as
+  ``forward`` runs them (the last block for the class token alone, LocalViT's unreachable last
+  FFN not at all) over the whole network on every token (``cost.architecture_forward``, what
+  the official code computes), same weights, with the largest difference between their logits.
 - ``compile``: training-step throughput of every micro model under ``torch.compile``
   (inductor) over the same model in eager mode, same weights, with the compile time; on CPU
   this decides whether ``train.compile`` is worth turning on for a run.
@@ -47,6 +51,7 @@ import timm
 import torch
 
 import modules  # noqa: F401
+from experiments.run.cost import architecture_forward
 from experiments.run.data import DataConfig, random_crop_flip
 from experiments.run.datamodule import ImageDataModule
 from experiments.run.recipe import fused_adamw_ok
@@ -344,6 +349,49 @@ def bench_eval_fold(repeats: int = 5, batch: int = 128, seconds: float = 1.0, mo
     return pd.DataFrame(rows)
 
 
+# (model, its keywords): the ViTs whose head reads the class token, at the quick profile's input
+CLASS_TOKEN_MODELS = [
+    ("deit_micro", {}),
+    ("localvit_micro", {}),  # the locality FFN in the last block: not computed at all
+    ("localvit_micro", {"layers": "low"}),  # DeiT's MLP in the last block
+]
+
+
+class EveryToken(torch.nn.Module):
+    """The whole network on every token (``architecture_forward``), as a module to time."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return architecture_forward(self.model)(x)
+
+
+def bench_class_token(repeats: int, batch: int, steps: int) -> pd.DataFrame:
+    """img/s of ``forward`` over the whole network on every token, same weights."""
+    import copy
+
+    rows = []
+    for name, kwargs in CLASS_TOKEN_MODELS:
+        model = timm.create_model(name, num_classes=10, in_chans=1, img_size=28, **kwargs)
+        whole = EveryToken(copy.deepcopy(model))
+        x, y = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+        with torch.no_grad():
+            diff = (model.eval()(x) - whole.eval()(x)).abs().max().item()
+        speed = interleaved({"class_token": model, "every_token": whole}, x, y, repeats, steps)
+        toggles = " ".join(f"{k}={v}" for k, v in kwargs.items())
+        for a, b in zip(*speed.values(), strict=True):
+            rows.append({"model": name, "toggles": toggles, "input": "1x28", "batch": batch,
+                         "threads": torch.get_num_threads(), "clock": clock_name(x),
+                         "class_token_img_s": a, "every_token_img_s": b, "ratio": a / b,
+                         "logit_diff": diff})  # fmt: skip
+        ratio = statistics.median(r["ratio"] for r in rows[-repeats:])
+        print(f"{name} {toggles}: class token only / every token {ratio:.3f} "
+              f"(logits within {diff:.1e})", flush=True)  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def _build(name: str, kw: dict, extra: dict) -> torch.nn.Module:
     """``img_size`` goes to the ViTs only (the convolutional models take any size)."""
     takes_size = name.startswith(("deit", "localvit"))
@@ -358,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=(
             "loop",
             "models",
+            "class-token",
             "small-map",
             "compile",
             "eval-batch",
@@ -422,7 +471,9 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(saved)
         write(pd.concat(parts, ignore_index=True), "small_map_conv.csv", ["threads"])
     single = (args.threads or (1,))[0]  # these figures take one thread count
-    figures = [("compile", lambda: bench_compile(args.repeats, 64, 5), "compile.csv", ["model"]),
+    figures = [("class-token", lambda: bench_class_token(args.repeats, 64, 5), "class_token.csv",
+                ["model", "toggles"]),
+               ("compile", lambda: bench_compile(args.repeats, 64, 5), "compile.csv", ["model"]),
                ("optimizer", bench_optimizer, "optimizer.csv", ["model"]),
                ("eval-batch", bench_eval_batch, "eval_batch.csv", ["model"]),
                ("eval-fold", lambda: bench_eval_fold(args.repeats), "eval_fold.csv",
