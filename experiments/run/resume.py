@@ -64,7 +64,8 @@ def code_fingerprint(root: Path = _ROOT, sources: tuple[str, ...] = NUMERIC_SOUR
     digest = hashlib.sha256()
     for entry in sources:
         path = root / entry
-        for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.exists() else []
+        for file in files:
             digest.update(str(file.relative_to(root)).encode())
             digest.update(_code_of(file.read_text()).encode())
     return digest.hexdigest()[:16]
