@@ -387,3 +387,24 @@ def test_progress_line_counts_runs_an_earlier_round_left_in_the_queue(monkeypatc
     line = runner._grid_line(SimpleNamespace(name="g"), None, 18, time.time() - 60, 20)
     assert "runs done 30/36," in line
     assert float(line.split("ETA ")[1].split(" ")[0]) > 0
+
+
+def test_a_retried_run_is_taken_before_runs_not_yet_started(tmp_path):
+    """A run put back after its worker died has a checkpoint to resume: the next worker takes
+    it first (Optuna's ``ask`` alone would hand out the older, unstarted runs first), and two
+    workers sharing the journal never both take it."""
+    import optuna
+    from optuna.trial import TrialState
+
+    url = str(tmp_path / "journal")
+    first = queue.open_study("g@quick", url)
+    for run_id in ("a", "b"):
+        queue.add_waiting(first, {"run_id": run_id})
+    queue.add_waiting(first, {"run_id": "c"}, retry_of=0)
+    second = queue.open_study("g@quick", url)  # another worker's handle on the same queue
+    taken = [queue.take(first), queue.take(second), queue.take(first)]
+    assert [t.user_attrs["run_id"] for t in taken] == ["c", "a", "b"]
+    assert all(t.state == TrialState.RUNNING for t in first.get_trials(deepcopy=False))
+    assert isinstance(taken[0], optuna.Trial)
+    first.tell(taken[0], 1.0)  # a claimed retry reports like any asked trial
+    assert first.trials[taken[0].number].state == TrialState.COMPLETE

@@ -161,6 +161,29 @@ def retry_stale(study: optuna.Study, grace: float = GRACE_S) -> list[int]:
     return retried
 
 
+def take(study: optuna.Study) -> optuna.Trial:
+    """The next waiting run for this worker, a retried one first.
+
+    Why: a run put back after its worker died has a checkpoint to resume, while Optuna's
+    ``ask`` hands out waiting trials oldest first, which queued the retry behind every run
+    not yet started (its progress then waited a whole round, or a session). Each retried
+    trial is claimed the way ``ask`` claims one (RUNNING only if still WAITING: two workers
+    never take the same trial); with none left to claim, ``ask`` takes the oldest.
+    """
+    retries = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if "retry_of" in t.user_attrs and "run_id" in t.user_attrs
+    ]
+    for t in retries:
+        try:
+            if study._storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                return optuna.Trial(study, t._trial_id)
+        except (RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+            continue  # another worker claimed it first
+    return study.ask()
+
+
 def add_waiting(study: optuna.Study, run: dict, **extra) -> None:
     study.add_trial(optuna.create_trial(state=TrialState.WAITING, user_attrs={**run, **extra}))
 

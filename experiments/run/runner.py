@@ -176,7 +176,7 @@ def work(
         queue.retry_stale(study)
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             break
-        trial = study.ask()
+        trial = queue.take(study)
         run = {
             k: v
             for k, v in trial.user_attrs.items()
