@@ -20,7 +20,15 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from experiments.analysis import budget_bias, compute, looks, noise, projection, stopping_error
+from experiments.analysis import (
+    budget_bias,
+    budget_extrapolation,
+    compute,
+    looks,
+    noise,
+    projection,
+    stopping_error,
+)
 from experiments.analysis import claims as cl
 from experiments.analysis import figures as fg
 from experiments.analysis import stats as an
@@ -430,6 +438,7 @@ def build_report(
     lines += budget_bias.budget_lines(
         epochs, every_row, results_dir=results_dir if figures else None
     )
+    lines += budget_extrapolation.extrapolation_lines(every_row)
     lines += _noise_section(results_dir, every_row, checked)
     cost = compute.campaign_compute(every_row)
     if len(cost):

@@ -1,0 +1,94 @@
+"""Learning curves fitted to the budget grids: ceilings recovered, and the longest budget truly
+held out of the fit that predicts it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments.analysis import budget_bias as bb
+from experiments.analysis import budget_extrapolation as be
+
+FIRST = 756
+BUDGETS = ("profile", "double", "quadruple", "octuple", "sixteenfold", "thirtytwofold")
+# exponential curves in r = steps / 756: the MLP is slow and ends higher
+TRUE = {"ffn_locality": (89.0, 8.0, 1.5), "ffn_mlp": (90.0, 20.0, 4.0)}
+
+
+def _top1(arm: str, ratio: float) -> float:
+    c, a, tau = TRUE[arm]
+    return c - a * np.exp(-ratio / tau)
+
+
+def _runs(budgets=BUDGETS, seeds: int = 3, noise: float = 0.2) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for i, budget in enumerate(budgets):
+        grid = bb.BUDGET_GRIDS[0] if i < 3 else bb.BUDGET_GRIDS[1]
+        for arm in TRUE:
+            for seed in range(seeds):
+                rows.append({"run_id": f"{arm}-{budget}-{seed}", "grid": grid, "status": "ok",
+                             "profile": "quick", "cell": f"arm={arm}, steps={budget}",
+                             "seed": seed, "train.steps": FIRST * 2**i,
+                             "test_top1": _top1(arm, 2**i) + rng.normal(0, noise)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_a_fit_recovers_the_ceiling_of_the_curve_that_made_the_points():
+    rng = np.random.default_rng(0)
+    ratio = np.repeat(2.0 ** np.arange(7), 3)
+    top1 = 88.0 - 16.0 * ratio**-0.6 + rng.normal(0, 0.1, ratio.size)
+    power_law = be.FAMILIES[0]
+    fit = be.fit_curve(power_law, ratio, top1)
+    assert fit.ceiling == pytest.approx(88.0, abs=0.5)
+    assert fit.params[2] == pytest.approx(0.6, abs=0.1)
+    assert fit.residual_sd == pytest.approx(0.1, abs=0.05)
+    assert abs(fit.ceiling - 88.0) < 3 * fit.ceiling_se + 0.1
+    assert not fit.at_bound
+    assert fit.predict(1.0) == pytest.approx(72.0, abs=0.5)
+    # fewer points than the curve has parameters plus one: no fit
+    assert be.fit_curve(power_law, ratio[:3], top1[:3]) is None
+
+
+def test_the_longest_budget_is_held_out_of_the_fit_that_predicts_it():
+    runs = _runs()
+    table = be.extrapolate(runs).set_index("curve")
+    assert len(table) == len(be.FAMILIES)
+    exponential = table.loc[[c for c in table.index if c.startswith("exponential")][0]]
+    # the family that made the points finds both ceilings and the effect at them
+    assert exponential["ffn_locality ceiling (%)"] == pytest.approx(89.0, abs=0.3)
+    assert exponential["ffn_mlp ceiling (%)"] == pytest.approx(90.0, abs=0.5)
+    assert exponential["Δ at the ceilings (pp)"] == pytest.approx(-1.0, abs=0.6)
+    assert exponential["Δ there, predicted without it (pp)"] == pytest.approx(
+        _top1("ffn_locality", 32) - _top1("ffn_mlp", 32), abs=0.6
+    )
+    # measured: the mean paired difference of the seeds at the longest budget
+    longest = runs[runs["train.steps"] == FIRST * 32].pivot_table(
+        index="seed", columns="cell", values="test_top1"
+    )
+    paired = (
+        longest["arm=ffn_locality, steps=thirtytwofold"]
+        - longest["arm=ffn_mlp, steps=thirtytwofold"]
+    )
+    assert np.allclose(table["Δ there, measured (pp)"], paired.mean())
+    assert (table["seeds measured there"] == 3).all()
+    # moving the longest budget's runs moves what it measured and the fit on every budget,
+    # never the prediction made without it
+    moved = runs.copy()
+    at_longest = moved["train.steps"] == FIRST * 32
+    moved.loc[at_longest & moved["cell"].str.contains("ffn_mlp"), "test_top1"] -= 3.0
+    again = be.extrapolate(moved).set_index("curve")
+    held_out = "Δ there, predicted without it (pp)"
+    assert np.allclose(again[held_out], table[held_out])
+    assert np.allclose(again["Δ there, measured (pp)"], table["Δ there, measured (pp)"] + 3.0)
+    assert not np.allclose(again["Δ at the ceilings (pp)"], table["Δ at the ceilings (pp)"])
+
+
+def test_nothing_is_extrapolated_from_fewer_than_four_budgets():
+    assert be.extrapolate(_runs(BUDGETS[:3])).empty
+    assert be.extrapolation_lines(_runs(BUDGETS[:3])) == []
+    lines = be.extrapolation_lines(_runs())
+    assert lines[0].startswith("Where would ffn_locality vs ffn_mlp settle?")
+    rows = [line for line in lines[2].splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(be.FAMILIES)  # the header, then a curve a row
