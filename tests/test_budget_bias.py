@@ -201,3 +201,37 @@ def test_budgets_come_shortest_first_whatever_order_the_runs_finished_in():
     assert mine["optimizer steps"].is_monotonic_increasing
     cells = bb.cell_budgets(both, epochs)
     assert cells[cells["arm"] == "ffn_mlp"]["budget"].tolist()[-2:] == ["octuple", "sixteenfold"]
+
+
+def test_each_study_reads_its_own_grid_and_the_section_shows_both():
+    """EfficientMod's budget grid gets its own paragraph, tables and figure; its runs never
+    enter LocalViT's tables, nor LocalViT's runs its."""
+    results, epochs = _runs()
+    study = bb.EFFICIENTMOD_STUDY
+    top1 = {"hybrid": (80.0, 83.0), "conv_deeper": (82.0, 83.5),
+            "modulation": (82.0, 85.0), "mbconv": (86.0, 87.0)}  # fmt: skip
+    slope = {"hybrid": 0.1, "conv_deeper": 0.05, "modulation": 0.07, "mbconv": 0.02}
+    rows = [{"run_id": f"em-{arm}-{budget}-{seed}", "grid": study.grids[0], "status": "ok",
+             "profile": "quick", "cell": f"arm={arm}, steps={budget}", "seed": seed,
+             "test_top1": top1[arm][col] + slope[arm] * seed * (1 + col),
+             "train.steps": steps}
+            for col, (budget, steps) in enumerate((("profile", 756), ("double", 1512)))
+            for arm in top1 for seed in range(3)]  # fmt: skip
+    both = pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
+    mine = bb.effect_by_budget(both, study.comparisons, study.grids).set_index(
+        ["comparison", "budget"]
+    )
+    assert sorted(mine.index.get_level_values(0).unique()) == [
+        "hybrid vs conv_deeper", "modulation vs mbconv"
+    ]  # fmt: skip
+    assert mine.loc[("hybrid vs conv_deeper", "profile"), "Δ (pp)"] == pytest.approx(-1.95)
+    assert mine.loc[("modulation vs mbconv", "double"), "Δ − first budget's Δ"] == pytest.approx(
+        2.05
+    )
+    # LocalViT's tables are the same with or without EfficientMod's runs
+    pd.testing.assert_frame_equal(bb.effect_by_budget(both), bb.effect_by_budget(results))
+    text = "\n".join(bb.budget_lines(epochs, both))
+    assert bb.LOCALVIT_STUDY.intro in text and study.intro in text
+    for c in study.comparisons:
+        assert c.claim in text
+    assert study.intro not in "\n".join(bb.budget_lines(epochs, results))

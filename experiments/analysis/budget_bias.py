@@ -8,8 +8,10 @@ the budget ends loses to one that learns faster whatever either could reach. The
 ``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget, at
 twice it and at four times it, paired by seed within each budget; ``slow_cells_long.yaml`` trains
 the pair with the largest effect (the locality FFN and the plain MLP) at eight, sixteen and
-thirty-two times it. An effect that shrinks when every cell trains longer was partly the budget's; one that
-holds is the architecture's, at least up to that budget.
+thirty-two times it. ``efficientmod_budget.yaml`` does the same for EfficientMod's two largest disagreements (the
+hybrid and the modulation block, both behind here and ahead in the paper). An effect that
+shrinks when every cell trains longer was partly the budget's; one that holds is the
+architecture's, at least up to that budget.
 """
 
 from __future__ import annotations
@@ -62,6 +64,51 @@ COMPARISONS = (
         "localvit/layers", "depth-wise conv in every block beats none", "layers_all", "layers_none"
     ),
 )
+
+
+EFFICIENTMOD_COMPARISONS = (
+    BiasComparison(
+        "efficientmod/hybrid_matched",
+        "attention blocks in the last stages help (hybrid beats conv-only at matched parameters)",
+        "hybrid",
+        "conv_deeper",
+    ),
+    BiasComparison(
+        "efficientmod/mbconv",
+        "the modulation block beats MBConv at matched params",
+        "modulation",
+        "mbconv",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class BudgetStudy:
+    """Calibration grids that train some claims' cells at the profile's budget and longer ones
+    (the same arms, the same seeds), with the report's words for what they train."""
+
+    grids: tuple[str, ...]
+    comparisons: tuple[BiasComparison, ...]
+    intro: str
+
+
+LOCALVIT_STUDY = BudgetStudy(
+    BUDGET_GRIDS,
+    COMPARISONS,
+    f"Undertraining bias (`ablations/{SLOW_CELLS_GRID}.yaml`): the cells of LocalViT's largest "
+    "effects at the profile's budget, twice it and four times it, paired by seed within each "
+    f"budget; `ablations/{BUDGET_GRIDS[1]}.yaml` trains the locality FFN and the plain MLP at "
+    "eight, sixteen, thirty-two and sixty-four times it.",
+)
+EFFICIENTMOD_STUDY = BudgetStudy(
+    ("calibration/efficientmod_budget",),
+    EFFICIENTMOD_COMPARISONS,
+    "Undertraining bias in EfficientMod's two largest disagreements "
+    "(`ablations/calibration/efficientmod_budget.yaml`): the hybrid against the deeper "
+    "conv-only network and the modulation block against MBConv, at the profile's budget, twice "
+    "it and four times it, paired by seed within each budget.",
+)
+STUDIES = (LOCALVIT_STUDY, EFFICIENTMOD_STUDY)
 
 
 def budget_runs(
@@ -125,7 +172,7 @@ def effect_by_budget(
 
 
 @styled
-def plot_effect_by_budget(effects: pd.DataFrame) -> Figure:
+def plot_effect_by_budget(effects: pd.DataFrame, grids: tuple[str, ...] = BUDGET_GRIDS) -> Figure:
     """Each comparison's Δ with its 95% t-interval against optimizer steps (log2 axis): where
     a line flattens, the effect no longer depends on the budget."""
     fig, (ax,) = new_figure(8, 4.5)
@@ -144,7 +191,7 @@ def plot_effect_by_budget(effects: pd.DataFrame) -> Figure:
     seeds = effects["seeds"]
     n = f"n = {seeds.min()}" if seeds.min() == seeds.max() else f"n = {seeds.min()}-{seeds.max()}"
     ax.set_title(
-        f"{SLOW_CELLS_GRID}, {BUDGET_GRIDS[1].split('/')[-1]} · {n} seeds a cell\n"
+        f"{', '.join([grids[0], *(g.split('/')[-1] for g in grids[1:])])} · {n} seeds a cell\n"
         "test top-1 difference, paired by seed: mean and 95% t-interval"
     )
     ax.set_xlabel("optimizer steps (log scale)")
@@ -189,18 +236,20 @@ def bias_lines(
     epochs: pd.DataFrame,
     profile: str = "quick",
     results_dir: Path | None = None,
+    study: BudgetStudy = LOCALVIT_STUDY,
 ) -> list[str]:
-    """The report's paragraph and two tables, or nothing before the grid has run; with
+    """A study's paragraph and two tables, or nothing before two of its budgets have run; with
     ``results_dir``, the figure of the effects against the budget too."""
-    effects = effect_by_budget(results, profile=profile)
+    effects = effect_by_budget(results, study.comparisons, study.grids, profile=profile)
     if effects.empty or effects["budget"].nunique() < 2:
         return []
-    cells = cell_budgets(results, epochs, profile=profile)
+    cells = cell_budgets(results, epochs, study.grids, profile=profile)
     figure = []
     if results_dir is not None:
-        paper, table = SLOW_CELLS_GRID.split("/")  # where the grid's other figures go
+        paper, table = study.grids[0].split("/")  # where the grid's other figures go
         folder = results_dir / "figures" / paper
-        path = save(plot_effect_by_budget(effects), folder, f"{table}_{profile}_effects")
+        plot = plot_effect_by_budget(effects, study.grids)
+        path = save(plot, folder, f"{table}_{profile}_effects")
         figure = [f"![effects by budget]({path[0].relative_to(results_dir).as_posix()})", ""]
 
     def shown(df: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -212,12 +261,9 @@ def bias_lines(
         return df
 
     return [
-        f"Undertraining bias (`ablations/{SLOW_CELLS_GRID}.yaml`): the cells of LocalViT's "
-        "largest effects at the profile's budget, twice it and four times it, paired by seed "
-        f"within each budget; `ablations/{BUDGET_GRIDS[1]}.yaml` trains the locality FFN and "
-        "the plain MLP at eight, sixteen and thirty-two times it. *Δ − first budget's Δ* is how far a "
-        "longer budget moves the effect from the profile's (Welch's t-test); an effect that "
-        "shrinks there was partly how fast its cells learn.",
+        study.intro + " *Δ − first budget's Δ* is how far a longer budget moves the effect "
+        "from the profile's (Welch's t-test); an effect that shrinks there was partly how fast "
+        "its cells learn.",
         "",
         markdown_table(shown(effects, drop=("Δ (pp)", "CI low", "CI high"))),
         "",
@@ -238,7 +284,11 @@ def budget_lines(
     table = grid_budget(epochs, results)
     if not len(table):
         return []
-    bias = bias_lines(results, epochs, profile, results_dir)
+    bias = [
+        line
+        for study in STUDIES
+        for line in bias_lines(results, epochs, profile, results_dir, study)
+    ]
     caveat = (
         " A small gain is no proof of the contrary: the cosine schedule makes the last gain "
         "small at any budget, so the tables after this one train the slowest cells longer."
