@@ -105,8 +105,8 @@ EFFICIENTMOD_STUDY = BudgetStudy(
     EFFICIENTMOD_COMPARISONS,
     "Undertraining bias in EfficientMod's two largest disagreements "
     "(`ablations/calibration/efficientmod_budget.yaml`): the hybrid against the deeper "
-    "conv-only network and the modulation block against MBConv, at the profile's budget, twice "
-    "it and four times it, paired by seed within each budget.",
+    "conv-only network and the modulation block against MBConv, at the profile's budget and at "
+    "two, four and eight times it, paired by seed within each budget.",
 )
 STUDIES = (LOCALVIT_STUDY, EFFICIENTMOD_STUDY)
 
