@@ -7,11 +7,11 @@ FFN of 1x1 convs, DeiT's blocks) sit behind its largest effects, and a cell stil
 the budget ends loses to one that learns faster whatever either could reach. The calibration grid
 ``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget, at
 twice it and at four times it, paired by seed within each budget; ``slow_cells_long.yaml`` trains
-the pair with the largest effect (the locality FFN and the plain MLP) at eight, sixteen and
-thirty-two times it. ``efficientmod_budget.yaml`` does the same for EfficientMod's two largest disagreements (the
-hybrid and the modulation block, both behind here and ahead in the paper). An effect that
-shrinks when every cell trains longer was partly the budget's; one that holds is the
-architecture's, at least up to that budget.
+the pair with the largest effect (the locality FFN and the plain MLP) at eight to sixty-four
+times it. ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the
+hybrid and the modulation block, both behind here and ahead in the paper) at one to eight times
+it. Each such set of grids is a ``BudgetStudy``. An effect that shrinks when every cell trains
+longer was partly the budget's; one that holds is the architecture's, at least up to that budget.
 """
 
 from __future__ import annotations
