@@ -231,6 +231,17 @@ def cell_budgets(
     return pd.DataFrame(out)
 
 
+def shown(df: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:
+    """``df`` without the ``drop`` columns, its float columns as text for the report: p-values
+    to 3 decimals, the rest to 2, blank where missing."""
+    df = df.drop(columns=list(drop))
+    for column in df.columns:
+        if df[column].dtype.kind == "f":
+            digits = 3 if column.startswith("p ") else 2
+            df[column] = df[column].map(lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}f}")
+    return df
+
+
 def bias_lines(
     results: pd.DataFrame,
     epochs: pd.DataFrame,
@@ -251,14 +262,6 @@ def bias_lines(
         plot = plot_effect_by_budget(effects, study.grids)
         path = save(plot, folder, f"{table}_{profile}_effects")
         figure = [f"![effects by budget]({path[0].relative_to(results_dir).as_posix()})", ""]
-
-    def shown(df: pd.DataFrame, drop: tuple[str, ...] = ()) -> pd.DataFrame:
-        df = df.drop(columns=list(drop))
-        for column in df.columns:
-            if df[column].dtype.kind == "f":
-                digits = 3 if column.startswith("p ") else 2
-                df[column] = df[column].map(lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}f}")
-        return df
 
     return [
         study.intro + " *Δ − first budget's Δ* is how far a longer budget moves the effect "

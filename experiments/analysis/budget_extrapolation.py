@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from experiments.analysis.budget_bias import COMPARISONS, BiasComparison, budget_runs
+from experiments.analysis.budget_bias import COMPARISONS, BiasComparison, budget_runs, shown
 from experiments.analysis.markdown import markdown_table
+from experiments.analysis.stats import format_interval
 
 
 @dataclass(frozen=True)
@@ -179,28 +180,26 @@ def extrapolate(
     return pd.DataFrame(out)
 
 
-def extrapolation_lines(results: pd.DataFrame, profile: str = "quick") -> list[str]:
+def extrapolation_lines(
+    results: pd.DataFrame, profile: str = "quick", comparison: BiasComparison = COMPARISONS[0]
+) -> list[str]:
     """The report's paragraph and table, or nothing before four budgets have run."""
-    table = extrapolate(results, profile=profile)
+    table = extrapolate(results, comparison, profile=profile)
     if table.empty:
         return []
-    c = COMPARISONS[0]
-    effects = table["Δ at the ceilings (pp)"]
+    effects, half = table["Δ at the ceilings (pp)"], table["Δ half-width (95%)"]
     predicted = table["Δ there, predicted without it (pp)"]
     measured = table["Δ there, measured (pp)"].iloc[0]
     longest = table["longest budget (steps)"].iloc[0]
-    shown = table.drop(columns=["comparison", "longest budget (steps)"]).copy()
-    shown.insert(3, "Δ at the ceilings (pp), 95%", [
-        f"{e:+.2f} ± {h:.2f}" for e, h in zip(effects, table["Δ half-width (95%)"], strict=True)
-    ])  # fmt: skip
-    shown = shown.drop(columns=["Δ at the ceilings (pp)", "Δ half-width (95%)"])
-    for column in shown.columns:
-        if shown[column].dtype.kind == "f":
-            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
+    intervals = [
+        format_interval(e, e - h, e + h, sign=True) for e, h in zip(effects, half, strict=True)
+    ]
+    table = table.drop(columns=["comparison", "longest budget (steps)"])
+    table.insert(3, "Δ at the ceilings (pp), 95%", intervals)
     return [
-        f"Where would {c.cell} vs {c.versus} settle? (Exploratory.) Each arm's test top-1 "
-        "against optimizer steps, fitted by three saturating curves over every run at every "
-        "budget (r: steps over the profile's; the interval is the fits' own, from their "
+        f"Where would {comparison.cell} vs {comparison.versus} settle? (Exploratory.) Each arm's test top-1 "
+        f"against optimizer steps, fitted by {len(table)} saturating curves over every run at "
+        "every budget (r: steps over the profile's; the interval is the fits' own, from their "
         "covariance); each curve fitted again without the longest budget "
         f"({longest:,} steps) predicts the effect measured there. The curves put the effect at "
         f"the arms' ceilings between {effects.min():+.2f} and {effects.max():+.2f} pp, and "
@@ -208,11 +207,11 @@ def extrapolation_lines(results: pd.DataFrame, profile: str = "quick") -> list[s
         f"where {table['seeds measured there'].iloc[0]} seeds measured {measured:+.2f}: "
         + (
             "the curves agree on where the effect settles."
-            if effects.max() - effects.min() <= table["Δ half-width (95%)"].min()
+            if effects.max() - effects.min() <= half.min()
             else "where the effect settles is not determined by these budgets, and the next "
             "doubling (*Δ at twice it, predicted*) tells the curves apart."
         ),
         "",
-        markdown_table(shown),
+        markdown_table(shown(table, drop=("Δ at the ceilings (pp)", "Δ half-width (95%)"))),
         "",
     ]
