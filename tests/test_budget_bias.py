@@ -235,3 +235,29 @@ def test_each_study_reads_its_own_grid_and_the_section_shows_both():
     for c in study.comparisons:
         assert c.claim in text
     assert study.intro not in "\n".join(bb.budget_lines(epochs, results))
+
+
+def test_the_context_study_reads_arms_spelled_as_the_context_grid_spells_them():
+    """Arm names with '+' (the context grid's cells) parse as arms; each comparison pairs its own
+    two arms by seed, and the context runs never enter another study's tables."""
+    results, epochs = _runs()
+    study = bb.CONTEXT_STUDY
+    top1 = {"f+conv+g": (81.7, 84.0), "conv": (82.2, 84.1), "f+conv": (82.2, 84.3)}
+    slope = {"f+conv+g": 0.1, "conv": 0.05, "f+conv": 0.08}
+    rows = [{"run_id": f"ctx-{arm}-{budget}-{seed}", "grid": study.grids[0], "status": "ok",
+             "profile": "quick", "cell": f"arm={arm}, steps={budget}", "seed": seed,
+             "test_top1": top1[arm][col] + slope[arm] * seed, "train.steps": steps}
+            for col, (budget, steps) in enumerate((("profile", 756), ("double", 1512)))
+            for arm in top1 for seed in range(3)]  # fmt: skip
+    both = pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
+    mine = bb.effect_by_budget(both, study.comparisons, study.grids).set_index(
+        ["comparison", "budget"]
+    )
+    assert mine.loc[("f+conv+g vs conv", "profile"), "Δ (pp)"] == pytest.approx(-0.45)
+    assert mine.loc[("f+conv+g vs f+conv", "double"), "Δ (pp)"] == pytest.approx(-0.28)
+    assert mine.loc[("f+conv+g vs conv", "double"), "Δ − first budget's Δ"] == pytest.approx(0.4)
+    assert set(mine["seeds"]) == {3}
+    # LocalViT's tables are the same with or without the context study's runs
+    pd.testing.assert_frame_equal(bb.effect_by_budget(both), bb.effect_by_budget(results))
+    text = "\n".join(bb.budget_lines(epochs, both))
+    assert study.intro in text and "f+conv+g vs f+conv" in text

@@ -10,7 +10,8 @@ twice it and at four times it, paired by seed within each budget; ``slow_cells_l
 the pair with the largest effect (the locality FFN and the plain MLP) at eight to sixty-four
 times it. ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the
 hybrid and the modulation block, both behind here and ahead in the paper) at one to eight times
-it. Each such set of grids is a ``BudgetStudy``. An effect that shrinks when every cell trains
+it, and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch behind
+the conv alone and behind f+conv) at one and two times it. Each such set of grids is a ``BudgetStudy``. An effect that shrinks when every cell trains
 longer was partly the budget's; one that holds is the architecture's, at least up to that budget.
 """
 
@@ -82,6 +83,12 @@ EFFICIENTMOD_COMPARISONS = (
 )
 
 
+CONTEXT_COMPARISONS = (
+    BiasComparison("efficientmod/context", "f+conv+g beats conv alone", "f+conv+g", "conv"),
+    BiasComparison("efficientmod/context", "f+conv+g beats f+conv", "f+conv+g", "f+conv"),
+)
+
+
 @dataclass(frozen=True)
 class BudgetStudy:
     """Calibration grids that train some claims' cells at the profile's budget and longer ones
@@ -108,7 +115,15 @@ EFFICIENTMOD_STUDY = BudgetStudy(
     "conv-only network and the modulation block against MBConv, at the profile's budget and at "
     "two, four and eight times it, paired by seed within each budget.",
 )
-STUDIES = (LOCALVIT_STUDY, EFFICIENTMOD_STUDY)
+CONTEXT_STUDY = BudgetStudy(
+    ("calibration/efficientmod_context_budget",),
+    CONTEXT_COMPARISONS,
+    "Undertraining bias in EfficientMod's two smaller disagreements "
+    "(`ablations/calibration/efficientmod_context_budget.yaml`): the full context branch "
+    "(f+conv+g) against the depth-wise conv alone and against f+conv, at the profile's budget "
+    "and at twice it, paired by seed within each budget.",
+)
+STUDIES = (LOCALVIT_STUDY, EFFICIENTMOD_STUDY, CONTEXT_STUDY)
 
 
 def budget_runs(
