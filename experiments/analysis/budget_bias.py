@@ -47,6 +47,7 @@ SLOW_CELLS_GRID = "calibration/slow_cells"
 # the grids whose budgets are read together: the same arms, the same seeds, longer budgets
 BUDGET_GRIDS = (SLOW_CELLS_GRID, "calibration/slow_cells_long")
 ARM, BUDGET, FIRST_BUDGET = "arm", "steps", "profile"
+DODGE = 0.06  # the figure's horizontal offset between comparisons, in doublings
 COMPARISONS = (
     BiasComparison("localvit/ffn", "locality FFN beats the linear MLP", "ffn_locality", "ffn_mlp"),
     BiasComparison(
@@ -189,13 +190,17 @@ def effect_by_budget(
 @styled
 def plot_effect_by_budget(effects: pd.DataFrame, grids: tuple[str, ...] = BUDGET_GRIDS) -> Figure:
     """Each comparison's Δ with its 95% t-interval against optimizer steps (log2 axis): where
-    a line flattens, the effect no longer depends on the budget."""
+    a line flattens, the effect no longer depends on the budget. The comparisons are set a
+    little apart at each budget (DODGE of a doubling between neighbours), so their intervals
+    do not hide each other; the ticks stay on the budgets."""
     fig, (ax,) = new_figure(8, 4.5)
-    palette = sns.color_palette("colorblind", effects["comparison"].nunique())
-    for color, (comparison, rows) in zip(
-        palette, effects.groupby("comparison", sort=False), strict=True
+    count = effects["comparison"].nunique()
+    palette = sns.color_palette("colorblind", count)
+    for i, (color, (comparison, rows)) in enumerate(
+        zip(palette, effects.groupby("comparison", sort=False), strict=True)
     ):
-        x, y = rows["optimizer steps"], rows["Δ (pp)"]
+        x = rows["optimizer steps"] * 2 ** (DODGE * (i - (count - 1) / 2))
+        y = rows["Δ (pp)"]
         err = [y - rows["CI low"], rows["CI high"] - y]
         ax.errorbar(x, y, yerr=err, marker="o", capsize=4, color=color, label=comparison)
     steps = sorted(effects["optimizer steps"].unique())
