@@ -10,9 +10,10 @@ twice it and at four times it, paired by seed within each budget; ``slow_cells_l
 the pair with the largest effect (the locality FFN and the plain MLP) at eight to sixty-four
 times it. ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the
 hybrid and the modulation block, both behind here and ahead in the paper) at one to eight times
-it, and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch behind
-the conv alone and behind f+conv) at one and two times it. Each such set of grids is a ``BudgetStudy``. An effect that shrinks when every cell trains
-longer was partly the budget's; one that holds is the architecture's, at least up to that budget.
+it, and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
+behind the conv alone and behind f+conv) at one and two times it. Each such set of grids is a
+``BudgetStudy``. An effect that shrinks when every cell trains longer was partly the budget's;
+one that holds is the architecture's, at least up to that budget.
 """
 
 from __future__ import annotations
