@@ -197,10 +197,10 @@ def extrapolation_lines(
     table = table.drop(columns=["comparison", "longest budget (steps)"])
     table.insert(3, "Δ at the ceilings (pp), 95%", intervals)
     return [
-        f"Where would {comparison.cell} vs {comparison.versus} settle? (Exploratory.) Each arm's test top-1 "
-        f"against optimizer steps, fitted by {len(table)} saturating curves over every run at "
-        "every budget (r: steps over the profile's; the interval is the fits' own, from their "
-        "covariance); each curve fitted again without the longest budget "
+        f"Where would {comparison.cell} vs {comparison.versus} settle? (Exploratory.) Each "
+        f"arm's test top-1 against optimizer steps, fitted by {len(table)} saturating curves "
+        "over every run at every budget (r: steps over the profile's; the interval is the "
+        "fits' own, from their covariance); each curve fitted again without the longest budget "
         f"({longest:,} steps) predicts the effect measured there. The curves put the effect at "
         f"the arms' ceilings between {effects.min():+.2f} and {effects.max():+.2f} pp, and "
         f"predicted {', '.join(f'{p:+.2f}' for p in predicted)} pp at the longest budget, "
