@@ -3,12 +3,15 @@ four times it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
 from experiments.analysis import budget_bias as bb
+from experiments.config.spec import load_spec
 
 # per arm: test top-1 at the profile's budget and at twice it; the slow cell catches up
 TOP1 = {
@@ -129,7 +132,7 @@ def test_the_long_grid_adds_its_budget_to_the_comparisons_whose_arms_it_trained(
         for arm, value, slope in (("ffn_mlp", 84.0, 1.0), ("ffn_locality", 87.0, 1.5))
         for seed in (0, 1)
     ]
-    long.append({**long[0], "seed": 2})  # the MLP's third seed without its pair: not paired
+    long.append({**long[0], "run_id": "ffn_mlp-octuple-2", "seed": 2})  # no pair: not paired
     both = pd.concat([results, pd.DataFrame(long)], ignore_index=True)  # fmt: skip
     table = bb.effect_by_budget(both)
     eight = table[table["budget"] == "octuple"]
@@ -140,6 +143,30 @@ def test_the_long_grid_adds_its_budget_to_the_comparisons_whose_arms_it_trained(
     cells = bb.cell_budgets(both, epochs).set_index(["arm", "budget"])
     assert cells.loc[("ffn_mlp", "octuple"), "seeds"] == 3
     assert ("ffn_conv1x1", "octuple") not in cells.index
+
+
+def test_a_run_the_long_grids_share_counts_once_and_pairs_the_1x1_convs_at_8x():
+    """slow_cells_conv1x1 trains the 1x1 convs at 8x and takes the MLP's 8x runs from
+    slow_cells_long (same run ids, a row in each table): the MLP counts three seeds, not six,
+    and the 1x1 convs' comparison with it gets its 8x row."""
+    results, epochs = _runs()
+    rows = []
+    for grid, arm, value in (
+        (bb.BUDGET_GRIDS[1], "ffn_mlp", 84.0),
+        (bb.BUDGET_GRIDS[2], "ffn_mlp", 84.0),  # the same runs, shared
+        (bb.BUDGET_GRIDS[2], "ffn_conv1x1", 86.0),
+    ):
+        rows += [{"run_id": f"{arm}-octuple-{seed}", "grid": grid, "status": "ok",
+                  "profile": "quick", "cell": f"arm={arm}, steps=octuple", "seed": seed,
+                  "test_top1": value + seed, "train.steps": 6048}
+                 for seed in range(3)]  # fmt: skip
+    both = pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
+    table = bb.effect_by_budget(both).set_index(["comparison", "budget"])
+    eight = table.loc[("ffn_conv1x1 vs ffn_mlp", "octuple")]
+    assert eight["seeds"] == 3 and eight["Δ (pp)"] == pytest.approx(2.0)
+    cells = bb.cell_budgets(both, epochs).set_index(["arm", "budget"])
+    assert cells.loc[("ffn_mlp", "octuple"), "seeds"] == 3
+    assert cells.loc[("ffn_conv1x1", "octuple"), "seeds"] == 3
 
 
 def test_report_lines_wait_for_both_budgets():
@@ -265,3 +292,23 @@ def test_the_context_study_reads_arms_spelled_as_the_context_grid_spells_them():
     pd.testing.assert_frame_equal(bb.effect_by_budget(both), bb.effect_by_budget(results))
     text = "\n".join(bb.budget_lines(epochs, both))
     assert study.intro in text and "f+conv+g vs f+conv" in text
+
+
+@pytest.mark.parametrize("study", bb.STUDIES, ids=lambda s: s.grids[0])
+def test_each_studys_profile_arms_are_the_claim_grids_cells_so_their_runs_are_reused(study):
+    """A study's profile budget trains nothing new: each compared arm resolves, at the quick
+    profile, to the very configuration (run id) of the cell its claim names in the claim's grid,
+    so the runner takes those runs from the claim grid's table and the profile's Δ is the claims
+    table's on the same seeds."""
+    study_spec = load_spec(Path("ablations") / f"{study.grids[0]}.yaml", build_models=False)
+    arm_ids = {
+        run.axes_values[bb.ARM]: run.run_id
+        for run in study_spec.expand("quick", seeds=[0])
+        if run.axes_values[bb.BUDGET] == bb.FIRST_BUDGET
+    }
+    for c in study.comparisons:
+        claim_spec = load_spec(Path("ablations") / f"{c.claim_grid}.yaml", build_models=False)
+        (claim,) = [k for k in claim_spec.claims if k["text"] == c.claim]
+        cell_ids = {run.cell: run.run_id for run in claim_spec.expand("quick", seeds=[0])}
+        assert arm_ids[c.cell] == cell_ids[claim["cell"]], c.claim
+        assert arm_ids[c.versus] == cell_ids[claim["versus"]], c.claim

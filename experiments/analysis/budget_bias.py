@@ -8,11 +8,13 @@ the budget ends loses to one that learns faster whatever either could reach. The
 ``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget, at
 twice it and at four times it, paired by seed within each budget; ``slow_cells_long.yaml`` trains
 the pair with the largest effect (the locality FFN and the plain MLP) at eight to sixty-four
-times it. ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the
+times it, and ``slow_cells_conv1x1.yaml`` the FFN of 1x1 convs at eight times it, beside that
+grid's MLP. ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the
 hybrid and the modulation block, both behind here and ahead in the paper) at one to eight times
 it, and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
-behind the conv alone and behind f+conv) at one and two times it. Each such set of grids is a
-``BudgetStudy``. An effect that shrinks when every cell trains longer was partly the budget's;
+behind the conv alone and behind f+conv) at one and two times it;
+``localvit_activation_budget.yaml`` LocalViT's activation disagreement (h-swish behind ReLU6)
+at one and two times it. Each such set of grids is a ``BudgetStudy``. An effect that shrinks when every cell trains longer was partly the budget's;
 one that holds is the architecture's, at least up to that budget.
 """
 
@@ -46,7 +48,11 @@ class BiasComparison:
 
 SLOW_CELLS_GRID = "calibration/slow_cells"
 # the grids whose budgets are read together: the same arms, the same seeds, longer budgets
-BUDGET_GRIDS = (SLOW_CELLS_GRID, "calibration/slow_cells_long")
+BUDGET_GRIDS = (
+    SLOW_CELLS_GRID,
+    "calibration/slow_cells_long",
+    "calibration/slow_cells_conv1x1",
+)
 ARM, BUDGET, FIRST_BUDGET = "arm", "steps", "profile"
 DODGE = 0.06  # the figure's horizontal offset between comparisons, in doublings
 COMPARISONS = (
@@ -91,6 +97,11 @@ CONTEXT_COMPARISONS = (
 )
 
 
+ACTIVATION_COMPARISONS = (
+    BiasComparison("localvit/activation", "h-swish beats ReLU6", "hswish", "relu6"),
+)
+
+
 @dataclass(frozen=True)
 class BudgetStudy:
     """Calibration grids that train some claims' cells at the profile's budget and longer ones
@@ -107,7 +118,8 @@ LOCALVIT_STUDY = BudgetStudy(
     f"Undertraining bias (`ablations/{SLOW_CELLS_GRID}.yaml`): the cells of LocalViT's largest "
     "effects at the profile's budget, twice it and four times it, paired by seed within each "
     f"budget; `ablations/{BUDGET_GRIDS[1]}.yaml` trains the locality FFN and the plain MLP at "
-    "eight, sixteen, thirty-two and sixty-four times it.",
+    f"eight, sixteen, thirty-two and sixty-four times it, and `ablations/{BUDGET_GRIDS[2]}.yaml` "
+    "the FFN of 1x1 convs at eight times it.",
 )
 EFFICIENTMOD_STUDY = BudgetStudy(
     ("calibration/efficientmod_budget",),
@@ -125,16 +137,25 @@ CONTEXT_STUDY = BudgetStudy(
     "(f+conv+g) against the depth-wise conv alone and against f+conv, at the profile's budget "
     "and at twice it, paired by seed within each budget.",
 )
-STUDIES = (LOCALVIT_STUDY, EFFICIENTMOD_STUDY, CONTEXT_STUDY)
+ACTIVATION_STUDY = BudgetStudy(
+    ("calibration/localvit_activation_budget",),
+    ACTIVATION_COMPARISONS,
+    "Undertraining bias in LocalViT's activation disagreement "
+    "(`ablations/calibration/localvit_activation_budget.yaml`): h-swish against ReLU6 in the "
+    "locality FFN without channel attention, at the profile's budget and at twice it, paired "
+    "by seed within each budget.",
+)
+STUDIES = (LOCALVIT_STUDY, EFFICIENTMOD_STUDY, CONTEXT_STUDY, ACTIVATION_STUDY)
 
 
 def budget_runs(
     results: pd.DataFrame, grids: tuple[str, ...] = BUDGET_GRIDS, profile: str = "quick"
 ) -> pd.DataFrame:
     """The ok runs of the budget grids, each labelled with its arm and budget, shortest
-    budget first (a grid's rows come in the order its runs finished, not by budget)."""
+    budget first (a grid's rows come in the order its runs finished, not by budget). A run two
+    of the grids share (one network on one budget, spelled alike) counts once."""
     parts = [labelled_runs(results, g, profile, arm=ARM, budget=BUDGET) for g in grids]
-    rows = pd.concat(parts, ignore_index=True)
+    rows = pd.concat(parts, ignore_index=True).drop_duplicates("run_id")
     steps = {budget: optimizer_steps(mine) for budget, mine in rows.groupby("budget", sort=False)}
     rank = {budget: i for i, budget in enumerate(sorted(steps, key=steps.get))}
     return rows.sort_values("budget", key=lambda b: b.map(rank), kind="stable")
