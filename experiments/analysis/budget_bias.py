@@ -233,8 +233,8 @@ def plot_effect_by_budget(effects: pd.DataFrame, grids: tuple[str, ...] = BUDGET
     seeds = effects["seeds"]
     n = f"n = {seeds.min()}" if seeds.min() == seeds.max() else f"n = {seeds.min()}-{seeds.max()}"
     ax.set_title(
-        f"{', '.join([grids[0], *(g.split('/')[-1] for g in grids[1:])])} · {n} seeds a cell\n"
-        "test top-1 difference, paired by seed: mean and 95% t-interval"
+        f"{', '.join([grids[0], *(g.split('/')[-1] for g in grids[1:])])}\n"
+        f"{n} seeds a cell · paired by seed: mean and 95% t-interval"
     )
     ax.set_xlabel("optimizer steps (log scale)")
     ax.set_ylabel("Δ test top-1 (pp)")
