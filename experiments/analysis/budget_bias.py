@@ -14,8 +14,9 @@ hybrid and the modulation block, both behind here and ahead in the paper) at one
 it, and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
 behind the conv alone and behind f+conv) at one and two times it;
 ``localvit_activation_budget.yaml`` LocalViT's activation disagreement (h-swish behind ReLU6)
-at one and two times it. Each such set of grids is a ``BudgetStudy``. An effect that shrinks when every cell trains longer was partly the budget's;
-one that holds is the architecture's, at least up to that budget.
+at one and two times it. Each such set of grids is a ``BudgetStudy``. An effect that shrinks
+when every cell trains longer was partly the budget's; one that holds is the architecture's, at
+least up to that budget.
 """
 
 from __future__ import annotations
