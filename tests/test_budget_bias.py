@@ -169,6 +169,35 @@ def test_a_run_the_long_grids_share_counts_once_and_pairs_the_1x1_convs_at_8x():
     assert cells.loc[("ffn_conv1x1", "octuple"), "seeds"] == 3
 
 
+def test_the_dwconv_grid_adds_seeds_to_the_depthwise_convs_share_at_8x_and_only_there():
+    """slow_cells_dwconv trains seeds 3-5 of the locality FFN and the 1x1 convs at 8x and
+    holds seeds 0-2 as the other long grids' runs: their comparison pairs six seeds at 8x,
+    while the comparisons with the MLP, which has three there, still pair three."""
+    results, epochs = _runs()
+    rows = []
+    for grid, arm, value, seeds in (
+        (bb.BUDGET_GRIDS[1], "ffn_mlp", 84.0, range(3)),
+        (bb.BUDGET_GRIDS[1], "ffn_locality", 88.0, range(3)),
+        (bb.BUDGET_GRIDS[2], "ffn_conv1x1", 87.0, range(3)),
+        (bb.BUDGET_GRIDS[3], "ffn_locality", 88.0, range(6)),  # seeds 0-2 shared
+        (bb.BUDGET_GRIDS[3], "ffn_conv1x1", 87.0, range(6)),
+    ):
+        rows += [{"run_id": f"{arm}-octuple-{seed}", "grid": grid, "status": "ok",
+                  "profile": "quick", "cell": f"arm={arm}, steps=octuple", "seed": seed,
+                  "test_top1": value + 0.5 * (arm == "ffn_locality") * seed,
+                  "train.steps": 6048}
+                 for seed in seeds]  # fmt: skip
+    both = pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
+    table = bb.effect_by_budget(both).set_index(["comparison", "budget"])
+    share = table.loc[("ffn_locality vs ffn_conv1x1", "octuple")]
+    assert share["seeds"] == 6 and share["Δ (pp)"] == pytest.approx(1.0 + 0.5 * 2.5)
+    assert table.loc[("ffn_locality vs ffn_mlp", "octuple"), "seeds"] == 3
+    assert table.loc[("ffn_conv1x1 vs ffn_mlp", "octuple"), "seeds"] == 3
+    cells = bb.cell_budgets(both, epochs).set_index(["arm", "budget"])
+    assert cells.loc[("ffn_locality", "octuple"), "seeds"] == 6
+    assert cells.loc[("ffn_mlp", "octuple"), "seeds"] == 3
+
+
 def test_report_lines_wait_for_both_budgets():
     results, epochs = _runs()
     lines = bb.bias_lines(results, epochs)
