@@ -235,6 +235,10 @@ def test_the_figure_draws_every_comparison_at_every_budget_and_the_report_links_
     assert all(len(set(column)) == len(lines) for column in xs.T)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["756", "1,512", "3,024"]
     assert lines["ffn_locality vs ffn_mlp"].get_ydata()[0] == pytest.approx(12.0, abs=0.6)
+    *names, seeds = ax.get_title().splitlines()  # every grid named, on lines that fit
+    assert all(g.split("/")[-1] in " ".join(names) for g in bb.BUDGET_GRIDS)
+    assert len(names) > 1 and max(map(len, names)) <= bb.TITLE_WIDTH
+    assert seeds.startswith("n = ")
     text = "\n".join(bb.budget_lines(epochs, results, results_dir=tmp_path))
     figure = tmp_path / "figures" / "calibration" / "slow_cells_quick_effects.png"
     assert figure.is_file() and "(figures/calibration/slow_cells_quick_effects.png)" in text

@@ -9,8 +9,9 @@ the budget ends loses to one that learns faster whatever either could reach. The
 twice it and at four times it, paired by seed within each budget; ``slow_cells_long.yaml`` trains
 the pair with the largest effect (the locality FFN and the plain MLP) at eight to sixty-four
 times it, ``slow_cells_conv1x1.yaml`` the FFN of 1x1 convs at eight times it, beside that
-grid's MLP, and ``slow_cells_dwconv.yaml`` adds seeds to the locality FFN and the 1x1 convs at
-eight times it (the depth-wise conv's own share, which three seeds left unresolved). ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the
+grid's MLP, ``slow_cells_dwconv.yaml`` adds seeds to the locality FFN and the 1x1 convs at
+eight times it (the depth-wise conv's own share, which three seeds left unresolved), and
+``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it. ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the
 hybrid and the modulation block, both behind here and ahead in the paper) at one to eight times
 it, and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
 behind the conv alone and behind f+conv) at one and two times it;
@@ -22,6 +23,7 @@ least up to that budget.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,9 +57,11 @@ BUDGET_GRIDS = (
     "calibration/slow_cells_long",
     "calibration/slow_cells_conv1x1",
     "calibration/slow_cells_dwconv",
+    "calibration/slow_cells_layers",
 )
 ARM, BUDGET, FIRST_BUDGET = "arm", "steps", "profile"
 DODGE = 0.06  # the figure's horizontal offset between comparisons, in doublings
+TITLE_WIDTH = 60  # characters of grid names a line of the figure's title holds
 COMPARISONS = (
     BiasComparison("localvit/ffn", "locality FFN beats the linear MLP", "ffn_locality", "ffn_mlp"),
     BiasComparison(
@@ -124,7 +128,8 @@ LOCALVIT_STUDY = BudgetStudy(
     "eight, sixteen and thirty-two times it (its sixty-four times has not run), "
     f"`ablations/{BUDGET_GRIDS[2]}.yaml` the FFN of 1x1 convs at eight times it, and "
     f"`ablations/{BUDGET_GRIDS[3]}.yaml` seeds 3-5 of the locality FFN and the 1x1 convs at eight "
-    "times it.",
+    f"times it, and `ablations/{BUDGET_GRIDS[4]}.yaml` locality in every block and in none at "
+    "eight times it.",
 )
 EFFICIENTMOD_STUDY = BudgetStudy(
     ("calibration/efficientmod_budget",),
@@ -237,9 +242,14 @@ def plot_effect_by_budget(effects: pd.DataFrame, grids: tuple[str, ...] = BUDGET
     ax.axhline(0, color="black", linewidth=0.8)
     seeds = effects["seeds"]
     n = f"n = {seeds.min()}" if seeds.min() == seeds.max() else f"n = {seeds.min()}-{seeds.max()}"
+    names = ", ".join([grids[0], *(g.split("/")[-1] for g in grids[1:])])
     ax.set_title(
-        f"{', '.join([grids[0], *(g.split('/')[-1] for g in grids[1:])])}\n"
-        f"{n} seeds a cell · paired by seed: mean and 95% t-interval"
+        "\n".join(
+            [
+                *textwrap.wrap(names, TITLE_WIDTH),
+                f"{n} seeds a cell · paired by seed: mean and 95% t-interval",
+            ]
+        )
     )
     ax.set_xlabel("optimizer steps (log scale)")
     ax.set_ylabel("Δ test top-1 (pp)")
