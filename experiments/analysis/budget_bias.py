@@ -11,8 +11,9 @@ the pair with the largest effect (the locality FFN and the plain MLP) at eight t
 times it, ``slow_cells_conv1x1.yaml`` the FFN of 1x1 convs at eight times it, beside that
 grid's MLP, ``slow_cells_dwconv.yaml`` adds seeds to the locality FFN and the 1x1 convs at
 eight times it (the depth-wise conv's own share, which three seeds left unresolved), and
-``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it. ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the
-hybrid and the modulation block, both behind here and ahead in the paper) at one to eight times
+``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it.
+``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the hybrid and
+the modulation block, both behind here and ahead in the paper) at one to eight times
 it, and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
 behind the conv alone and behind f+conv) at one and two times it;
 ``localvit_activation_budget.yaml`` LocalViT's activation disagreement (h-swish behind ReLU6)
@@ -126,7 +127,7 @@ LOCALVIT_STUDY = BudgetStudy(
     "effects at the profile's budget, twice it and four times it, paired by seed within each "
     f"budget; `ablations/{BUDGET_GRIDS[1]}.yaml` trains the locality FFN and the plain MLP at "
     "eight, sixteen and thirty-two times it (its sixty-four times has not run), "
-    f"`ablations/{BUDGET_GRIDS[2]}.yaml` the FFN of 1x1 convs at eight times it, and "
+    f"`ablations/{BUDGET_GRIDS[2]}.yaml` the FFN of 1x1 convs at eight times it, "
     f"`ablations/{BUDGET_GRIDS[3]}.yaml` seeds 3-5 of the locality FFN and the 1x1 convs at eight "
     f"times it, and `ablations/{BUDGET_GRIDS[4]}.yaml` locality in every block and in none at "
     "eight times it.",
