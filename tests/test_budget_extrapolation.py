@@ -57,8 +57,8 @@ def test_the_longest_budget_is_held_out_of_the_fit_that_predicts_it():
     assert len(table) == len(be.FAMILIES)
     exponential = table.loc[[c for c in table.index if c.startswith("exponential")][0]]
     # the family that made the points finds both ceilings and the effect at them
-    assert exponential["ffn_locality ceiling (%)"] == pytest.approx(89.0, abs=0.3)
-    assert exponential["ffn_mlp ceiling (%)"] == pytest.approx(90.0, abs=0.5)
+    assert exponential["ceiling, first arm (%)"] == pytest.approx(89.0, abs=0.3)
+    assert exponential["ceiling, second arm (%)"] == pytest.approx(90.0, abs=0.5)
     assert exponential["Δ at the ceilings (pp)"] == pytest.approx(-1.0, abs=0.6)
     assert exponential["Δ there, predicted without it (pp)"] == pytest.approx(
         _top1("ffn_locality", 32) - _top1("ffn_mlp", 32), abs=0.6
@@ -89,6 +89,40 @@ def test_nothing_is_extrapolated_from_fewer_than_four_budgets():
     assert be.extrapolate(_runs(BUDGETS[:3])).empty
     assert be.extrapolation_lines(_runs(BUDGETS[:3])) == []
     lines = be.extrapolation_lines(_runs())
-    assert lines[0].startswith("Where would ffn_locality vs ffn_mlp settle?")
-    rows = [line for line in lines[2].splitlines() if line.startswith("| ")]
+    assert lines[0].startswith("Where would LocalViT's effects settle?")
+    assert lines[2].startswith("- ffn_locality vs ffn_mlp: ")
+    assert lines[3] == ""  # one comparison has four budgets: one sentence
+    rows = [line for line in lines[4].splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + len(be.FAMILIES)  # the header, then a curve a row
+
+
+def test_only_the_budgets_both_arms_ran_are_fitted_and_each_comparison_gets_a_sentence():
+    """The 1x1 convs ran at four budgets, the MLP and the locality FFN at six: the
+    comparisons with the 1x1 convs fit and hold out those four, the MLP's all six, and a pair
+    with three shared budgets (the layers arms) is left out."""
+    runs = _runs()
+    conv = _runs(BUDGETS[:4]).query("cell.str.contains('ffn_mlp')").copy()
+    conv["cell"] = conv["cell"].str.replace("ffn_mlp", "ffn_conv1x1")
+    conv["run_id"] = conv["run_id"].str.replace("ffn_mlp", "ffn_conv1x1")
+    conv["test_top1"] -= 1.0  # the 1x1 convs: the MLP's curve, 1 pp lower
+    layers = _runs(BUDGETS[:3]).replace(
+        {"ffn_locality": "layers_all", "ffn_mlp": "layers_none"}, regex=True
+    )
+    runs = pd.concat([runs, conv, layers], ignore_index=True)
+    locality_conv = be.extrapolate(runs, bb.COMPARISONS[1])
+    assert (locality_conv["longest budget (steps)"] == FIRST * 8).all()
+    assert (locality_conv["seeds measured there"] == 3).all()
+    assert locality_conv["Δ there, measured (pp)"].iloc[0] == pytest.approx(
+        _top1("ffn_locality", 8) - _top1("ffn_mlp", 8) + 1.0, abs=0.5
+    )
+    assert (be.extrapolate(runs, bb.COMPARISONS[0])["longest budget (steps)"] == FIRST * 32).all()
+    assert be.extrapolate(runs, bb.COMPARISONS[3]).empty
+    lines = be.extrapolation_lines(runs)
+    sentences = [line for line in lines if line.startswith("- ")]
+    assert [line.split(":")[0] for line in sentences] == [
+        "- ffn_locality vs ffn_mlp", "- ffn_locality vs ffn_conv1x1", "- ffn_conv1x1 vs ffn_mlp"
+    ]  # fmt: skip
+    table = next(line for line in lines if line.startswith("| "))
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 3 * len(be.FAMILIES)
+    assert "layers_all" not in table

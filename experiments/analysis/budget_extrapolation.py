@@ -3,8 +3,9 @@ grids' runs, and how well each curve predicted the longest budget before it was 
 
 Why: LocalViT's largest effect shrinks at every doubling of the budget (``budget_bias``), and
 each doubling costs twice the last. A curve that extrapolated well would say where the effect
-settles without the next doubling; whether one does is itself measured here. Each arm's test
-top-1 is fitted against optimizer steps by three common saturating families, on every run (the
+settles without the next doubling; whether one does is itself measured here. For each of
+LocalViT's budget comparisons whose arms share four budgets or more, each arm's test top-1 is
+fitted against optimizer steps by three common saturating families, on every run (the
 seeds' scatter is the residual), once on every budget and once without the longest budget,
 whose measured effect the second fit then predicts. Families that fit the same points equally
 well but settle apart show that the points do not determine the ceiling.
@@ -130,10 +131,13 @@ def extrapolate(
     profile: str = "quick",
 ) -> pd.DataFrame:
     """Per family: each arm's ceiling, the effect at the ceilings, and the fit without the
-    longest budget against what that budget measured (paired by seed). Empty until the
-    comparison's arms have run at four budgets or more."""
+    longest budget against what that budget measured (paired by seed). Only the budgets at
+    which both arms ran count (an arm trained further alone would stretch one fit and not the
+    other); empty until there are four of them."""
     rows = budget_runs(results, profile=profile)
     rows = rows[rows["arm"].isin([comparison.cell, comparison.versus])]
+    shared = rows.groupby("train.steps")["arm"].nunique()
+    rows = rows[rows["train.steps"].isin(shared.index[shared == 2])]
     if rows.empty or rows["train.steps"].nunique() < 4:
         return pd.DataFrame()
     first = rows["train.steps"].min()
@@ -161,8 +165,8 @@ def extrapolate(
             {
                 "comparison": f"{comparison.cell} vs {comparison.versus}",
                 "curve": f"{family.name}: {family.formula}",
-                f"{comparison.cell} ceiling (%)": cell.ceiling,
-                f"{comparison.versus} ceiling (%)": versus.ceiling,
+                "ceiling, first arm (%)": cell.ceiling,
+                "ceiling, second arm (%)": versus.ceiling,
                 "Δ at the ceilings (pp)": effect,
                 "Δ half-width (95%)": half,
                 "residual sd (pp)": float(
@@ -181,36 +185,50 @@ def extrapolate(
 
 
 def extrapolation_lines(
-    results: pd.DataFrame, profile: str = "quick", comparison: BiasComparison = COMPARISONS[0]
+    results: pd.DataFrame,
+    profile: str = "quick",
+    comparisons: tuple[BiasComparison, ...] = COMPARISONS,
 ) -> list[str]:
-    """The report's paragraph and table, or nothing before four budgets have run."""
-    table = extrapolate(results, comparison, profile=profile)
-    if table.empty:
+    """The report's paragraph, a sentence per comparison and one table, for the comparisons
+    whose arms both ran at four budgets or more; nothing before one has."""
+    tables = [t for c in comparisons if not (t := extrapolate(results, c, profile=profile)).empty]
+    if not tables:
         return []
+    sentences = []
+    for table in tables:
+        effects, half = table["Δ at the ceilings (pp)"], table["Δ half-width (95%)"]
+        predicted = table["Δ there, predicted without it (pp)"].dropna()
+        sentences.append(
+            f"- {table['comparison'].iloc[0]}: between {effects.min():+.2f} and "
+            f"{effects.max():+.2f} pp at the ceilings; without the longest budget "
+            f"({table['longest budget (steps)'].iloc[0]:,} steps) the curves predicted "
+            f"{', '.join(f'{p:+.2f}' for p in predicted) or 'nothing'} pp there, where "
+            f"{table['seeds measured there'].iloc[0]} seeds measured "
+            f"{table['Δ there, measured (pp)'].iloc[0]:+.2f}; "
+            + (
+                "the curves agree on where the effect settles."
+                if effects.max() - effects.min() <= half.min()
+                else "where it settles is not determined by these budgets."
+            )
+        )
+    table = pd.concat(tables, ignore_index=True)
     effects, half = table["Δ at the ceilings (pp)"], table["Δ half-width (95%)"]
-    predicted = table["Δ there, predicted without it (pp)"]
-    measured = table["Δ there, measured (pp)"].iloc[0]
-    longest = table["longest budget (steps)"].iloc[0]
-    intervals = [
-        format_interval(e, e - h, e + h, sign=True) for e, h in zip(effects, half, strict=True)
-    ]
-    table = table.drop(columns=["comparison", "longest budget (steps)"])
-    table.insert(3, "Δ at the ceilings (pp), 95%", intervals)
+    table.insert(
+        4,
+        "Δ at the ceilings (pp), 95%",
+        [format_interval(e, e - h, e + h, sign=True) for e, h in zip(effects, half, strict=True)],
+    )
+    first = int(budget_runs(results, profile=profile)["train.steps"].min())
     return [
-        f"Where would {comparison.cell} vs {comparison.versus} settle? (Exploratory.) Each "
-        f"arm's test top-1 against optimizer steps, fitted by {len(table)} saturating curves "
-        "over every run at every budget (r: steps over the profile's; the interval is the "
-        "fits' own, from their covariance); each curve fitted again without the longest budget "
-        f"({longest:,} steps) predicts the effect measured there. The curves put the effect at "
-        f"the arms' ceilings between {effects.min():+.2f} and {effects.max():+.2f} pp, and "
-        f"predicted {', '.join(f'{p:+.2f}' for p in predicted)} pp at the longest budget, "
-        f"where {table['seeds measured there'].iloc[0]} seeds measured {measured:+.2f}: "
-        + (
-            "the curves agree on where the effect settles."
-            if effects.max() - effects.min() <= half.min()
-            else "where the effect settles is not determined by these budgets, and the next "
-            "doubling (*Δ at twice it, predicted*) tells the curves apart."
-        ),
+        "Where would LocalViT's effects settle? (Exploratory.) For each comparison whose arms "
+        "both ran at four budgets or more: each arm's test top-1 against optimizer steps, "
+        f"fitted by {len(FAMILIES)} saturating curves over every run at the budgets both ran "
+        f"(r: steps over the profile's {first:,}; the interval is the fits' own, from their "
+        "covariance); each curve fitted again without the longest of those budgets predicts "
+        "the effect measured there, and where curves that fit alike settle apart, the next "
+        "doubling (*Δ at twice it, predicted*) tells them apart.",
+        "",
+        *sentences,
         "",
         markdown_table(shown(table, drop=("Δ at the ceilings (pp)", "Δ half-width (95%)"))),
         "",
