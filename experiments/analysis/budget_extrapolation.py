@@ -136,6 +136,8 @@ def extrapolate(
     other); empty until there are four of them."""
     rows = budget_runs(results, profile=profile)
     rows = rows[rows["arm"].isin([comparison.cell, comparison.versus])]
+    if rows.empty:
+        return pd.DataFrame()
     shared = rows.groupby("train.steps")["arm"].nunique()
     rows = rows[rows["train.steps"].isin(shared.index[shared == 2])]
     if rows.empty or rows["train.steps"].nunique() < 4:
