@@ -36,8 +36,12 @@ def _runs(seeds: int = 4, noise: float = 0.3) -> tuple[pd.DataFrame, pd.DataFram
                              "seed": seed, "test_top1": value, "train.steps": steps})  # fmt: skip
                 # validated every 2 epochs; the last validation gained 1 pp (0.25 at double)
                 last = 1.0 if budget == "profile" else 0.25
+                # the locality cells fit their training images (train 5 pp over test), the
+                # slow cells do not (train = test)
+                fits = 5.0 if arm.endswith(("locality", "all")) else 0.0
                 for epoch, val in ((7, value - 1 - last), (9, value - last), (11, value)):
-                    curves.append({"run_id": run_id, "epoch": epoch, "val_top1": val})
+                    curves.append({"run_id": run_id, "epoch": epoch, "val_top1": val,
+                                   "train_top1": val + fits})  # fmt: skip
     rows.append({**rows[0], "profile": "pilot", "test_top1": 0.0})  # another profile: not read
     rows.append({**rows[1], "status": "failed", "seed": 99})  # not ok: not read
     return pd.DataFrame(rows), pd.DataFrame(curves)
@@ -82,6 +86,13 @@ def test_cells_show_what_the_longer_budget_added_and_how_much_each_still_gained(
         assert gain == pytest.approx(long - short, abs=0.6)
         assert cells.loc[(arm, "profile"), "last validation gain (pp)"] == pytest.approx(1.0)
         assert cells.loc[(arm, "double"), "last validation gain (pp)"] == pytest.approx(0.25)
+        # the last epoch's training top-1 (the curves run epochs 7, 9, 11: the 11th's)
+        fits = 5.0 if arm.endswith(("locality", "all")) else 0.0
+        for budget in ("profile", "double"):
+            test = cells.loc[(arm, budget), "test top-1 (%)"]
+            assert cells.loc[(arm, budget), "train top-1, last epoch (%)"] == pytest.approx(
+                test + fits
+            )
 
 
 def _with_4x(results: pd.DataFrame, seeds: int = 4) -> pd.DataFrame:
