@@ -336,7 +336,9 @@ def bias_lines(
     return [
         study.intro + " *Δ − first budget's Δ* is how far a longer budget moves the effect "
         "from the profile's (Welch's t-test); an effect that shrinks there was partly how fast "
-        "its cells learn.",
+        "its cells learn. A cell's *train top-1, last epoch* (over that epoch's augmented "
+        "batches) near its test top-1 says it still underfits its training images; well above "
+        "it, that it has fitted them.",
         "",
         markdown_table(shown(effects, drop=("Δ (pp)", "CI low", "CI high"))),
         "",
