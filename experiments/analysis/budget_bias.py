@@ -17,6 +17,7 @@ the modulation block, both behind here and ahead in the paper) at one to eight t
 it, and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
 behind the conv alone and behind f+conv) at one and two times it;
 ``localvit_activation_budget.yaml`` LocalViT's activation disagreement (h-swish behind ReLU6)
+and ``casvit_phi_budget.yaml`` CAS-ViT's one (Phi with both operations behind the spatial one)
 at one and two times it. Each such set of grids is a ``BudgetStudy``. An effect that shrinks
 when every cell trains longer was partly the budget's; one that holds is the architecture's, at
 least up to that budget.
@@ -109,6 +110,12 @@ ACTIVATION_COMPARISONS = (
     BiasComparison("localvit/activation", "h-swish beats ReLU6", "hswish", "relu6"),
 )
 
+PHI_COMPARISONS = (
+    BiasComparison(
+        "casvit/phi", "Spatial and channel together beat spatial alone", "both", "spatial"
+    ),
+)
+
 
 @dataclass(frozen=True)
 class BudgetStudy:
@@ -156,7 +163,15 @@ ACTIVATION_STUDY = BudgetStudy(
     "locality FFN without channel attention, at the profile's budget and at twice it, paired "
     "by seed within each budget.",
 )
-STUDIES = (LOCALVIT_STUDY, EFFICIENTMOD_STUDY, CONTEXT_STUDY, ACTIVATION_STUDY)
+PHI_STUDY = BudgetStudy(
+    ("calibration/casvit_phi_budget",),
+    PHI_COMPARISONS,
+    "Undertraining bias in CAS-ViT's one disagreement "
+    "(`ablations/calibration/casvit_phi_budget.yaml`): Phi with its spatial and channel "
+    "operations against the spatial operation alone, at the profile's budget and at twice it, "
+    "paired by seed within each budget.",
+)
+STUDIES = (LOCALVIT_STUDY, EFFICIENTMOD_STUDY, CONTEXT_STUDY, ACTIVATION_STUDY, PHI_STUDY)
 
 
 def budget_runs(
