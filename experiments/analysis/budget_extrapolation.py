@@ -220,12 +220,11 @@ def extrapolation_lines(
         "Δ at the ceilings (pp), 95%",
         [format_interval(e, e - h, e + h, sign=True) for e, h in zip(effects, half, strict=True)],
     )
-    first = int(budget_runs(results, profile=profile)["train.steps"].min())
     return [
         "Where would LocalViT's effects settle? (Exploratory.) For each comparison whose arms "
         "both ran at four budgets or more: each arm's test top-1 against optimizer steps, "
         f"fitted by {len(FAMILIES)} saturating curves over every run at the budgets both ran "
-        f"(r: steps over the profile's {first:,}; the interval is the fits' own, from their "
+        "(r: steps over the profile's; the interval is the fits' own, from their "
         "covariance); each curve fitted again without the longest of those budgets predicts "
         "the effect measured there, and where curves that fit alike settle apart, the next "
         "doubling (*Δ at twice it, predicted*) tells them apart.",
