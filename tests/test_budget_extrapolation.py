@@ -21,17 +21,26 @@ def _top1(arm: str, ratio: float) -> float:
     return c - a * np.exp(-ratio / tau)
 
 
-def _runs(budgets=BUDGETS, seeds: int = 3, noise: float = 0.2) -> pd.DataFrame:
+def _runs(
+    budgets=BUDGETS,
+    seeds: int = 3,
+    noise: float = 0.2,
+    grids=bb.BUDGET_GRIDS[:2],
+    arms: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Runs of ``arms`` (arm name -> the TRUE curve it follows; default TRUE's own arms), the
+    first three budgets in the first of ``grids``, longer ones in the second."""
+    arms = arms or {arm: arm for arm in TRUE}
     rng = np.random.default_rng(1)
     rows = []
     for i, budget in enumerate(budgets):
-        grid = bb.BUDGET_GRIDS[0] if i < 3 else bb.BUDGET_GRIDS[1]
-        for arm in TRUE:
+        grid = grids[0] if i < 3 else grids[1]
+        for arm in arms:
             for seed in range(seeds):
                 rows.append({"run_id": f"{arm}-{budget}-{seed}", "grid": grid, "status": "ok",
                              "profile": "quick", "cell": f"arm={arm}, steps={budget}",
                              "seed": seed, "train.steps": FIRST * 2**i,
-                             "test_top1": _top1(arm, 2**i) + rng.normal(0, noise)})  # fmt: skip
+                             "test_top1": _top1(arms[arm], 2**i) + rng.normal(0, noise)})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -89,7 +98,7 @@ def test_nothing_is_extrapolated_from_fewer_than_four_budgets():
     assert be.extrapolate(_runs(BUDGETS[:3])).empty
     assert be.extrapolation_lines(_runs(BUDGETS[:3])) == []
     lines = be.extrapolation_lines(_runs())
-    assert lines[0].startswith("Where would LocalViT's effects settle?")
+    assert lines[0].startswith("Where would the effects settle?")
     assert lines[2].startswith("- ffn_locality vs ffn_mlp: ")
     assert lines[3] == ""  # one comparison has four budgets: one sentence
     rows = [line for line in lines[4].splitlines() if line.startswith("| ")]
@@ -126,3 +135,31 @@ def test_only_the_budgets_both_arms_ran_are_fitted_and_each_comparison_gets_a_se
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 3 * len(be.FAMILIES)
     assert "layers_all" not in table
+
+
+def test_every_study_is_fitted_on_its_own_grids():
+    """EfficientMod's hybrid pair ran at 1x-8x in its budget grid and at 16x in the long one:
+    it is fitted on all five budgets, read from those two grids only; its other pair (three
+    budgets) is left out, and a stray run of the same arm in a LocalViT grid is not read."""
+    study = bb.EFFICIENTMOD_STUDY
+    hybrid = _runs(BUDGETS[:5], grids=study.grids,
+                   arms={"hybrid": "ffn_locality", "conv_deeper": "ffn_mlp"})  # fmt: skip
+    blocks = _runs(BUDGETS[:3], grids=study.grids,
+                   arms={"modulation": "ffn_locality", "mbconv": "ffn_mlp"})  # fmt: skip
+    stray = hybrid[hybrid["train.steps"] == FIRST * 16].assign(
+        grid=bb.BUDGET_GRIDS[1], test_top1=0.0, run_id=lambda d: "stray-" + d["run_id"]
+    )
+    runs = pd.concat([_runs(), hybrid, blocks, stray], ignore_index=True)
+    table = be.extrapolate(runs, study.comparisons[0], grids=study.grids)
+    assert (table["longest budget (steps)"] == FIRST * 16).all()
+    assert table["Δ there, measured (pp)"].iloc[0] == pytest.approx(
+        _top1("ffn_locality", 16) - _top1("ffn_mlp", 16), abs=0.5
+    )
+    assert be.extrapolate(runs, study.comparisons[1], grids=study.grids).empty
+    # read from LocalViT's grids, the hybrid pair is only the stray runs: nothing to fit
+    assert be.extrapolate(runs, study.comparisons[0]).empty
+    sentences = [line for line in be.extrapolation_lines(runs) if line.startswith("- ")]
+    assert [line.split(":")[0] for line in sentences] == [
+        "- ffn_locality vs ffn_mlp", "- hybrid vs conv_deeper"
+    ]  # fmt: skip
+    assert f"({FIRST * 16:,} steps)" in sentences[1]

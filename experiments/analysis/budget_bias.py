@@ -140,12 +140,14 @@ LOCALVIT_STUDY = BudgetStudy(
     "eight times it.",
 )
 EFFICIENTMOD_STUDY = BudgetStudy(
-    ("calibration/efficientmod_budget",),
+    ("calibration/efficientmod_budget", "calibration/efficientmod_budget_long"),
     EFFICIENTMOD_COMPARISONS,
     "Undertraining bias in EfficientMod's two largest disagreements "
     "(`ablations/calibration/efficientmod_budget.yaml`): the hybrid against the deeper "
     "conv-only network and the modulation block against MBConv, at the profile's budget and at "
-    "two, four and eight times it, paired by seed within each budget.",
+    "two, four and eight times it, paired by seed within each budget; "
+    "`ablations/calibration/efficientmod_budget_long.yaml` trains the hybrid pair at sixteen "
+    "times it.",
 )
 CONTEXT_STUDY = BudgetStudy(
     ("calibration/efficientmod_context_budget",),

@@ -2,9 +2,10 @@
 grids' runs, and how well each curve predicted the longest budget before it was measured.
 
 Why: LocalViT's largest effect shrinks at every doubling of the budget (``budget_bias``), and
-each doubling costs twice the last. A curve that extrapolated well would say where the effect
-settles without the next doubling; whether one does is itself measured here. For each of
-LocalViT's budget comparisons whose arms share four budgets or more, each arm's test top-1 is
+EfficientMod's two largest disagreements do too; each doubling costs twice the last. A curve
+that extrapolated well would say where the effect settles without the next doubling; whether
+one does is itself measured here. For each budget study's comparison whose arms share four
+budgets or more, each arm's test top-1 is
 fitted against optimizer steps by three common saturating families, on every run (the
 seeds' scatter is the residual), once on every budget and once without the longest budget,
 whose measured effect the second fit then predicts. Families that fit the same points equally
@@ -20,7 +21,15 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from experiments.analysis.budget_bias import COMPARISONS, BiasComparison, budget_runs, shown
+from experiments.analysis.budget_bias import (
+    BUDGET_GRIDS,
+    COMPARISONS,
+    STUDIES,
+    BiasComparison,
+    BudgetStudy,
+    budget_runs,
+    shown,
+)
 from experiments.analysis.markdown import markdown_table
 from experiments.analysis.stats import format_interval
 
@@ -129,12 +138,13 @@ def extrapolate(
     families: tuple[CurveFamily, ...] = FAMILIES,
     metric: str = "test_top1",
     profile: str = "quick",
+    grids: tuple[str, ...] = BUDGET_GRIDS,
 ) -> pd.DataFrame:
     """Per family: each arm's ceiling, the effect at the ceilings, and the fit without the
     longest budget against what that budget measured (paired by seed). Only the budgets at
     which both arms ran count (an arm trained further alone would stretch one fit and not the
     other); empty until there are four of them."""
-    rows = budget_runs(results, profile=profile)
+    rows = budget_runs(results, grids, profile=profile)
     rows = rows[rows["arm"].isin([comparison.cell, comparison.versus])]
     if rows.empty:
         return pd.DataFrame()
@@ -189,11 +199,17 @@ def extrapolate(
 def extrapolation_lines(
     results: pd.DataFrame,
     profile: str = "quick",
-    comparisons: tuple[BiasComparison, ...] = COMPARISONS,
+    studies: tuple[BudgetStudy, ...] = STUDIES,
 ) -> list[str]:
     """The report's paragraph, a sentence per comparison and one table, for the comparisons
-    whose arms both ran at four budgets or more; nothing before one has."""
-    tables = [t for c in comparisons if not (t := extrapolate(results, c, profile=profile)).empty]
+    (of every budget study, each read from its own grids) whose arms both ran at four budgets
+    or more; nothing before one has."""
+    tables = [
+        t
+        for study in studies
+        for c in study.comparisons
+        if not (t := extrapolate(results, c, profile=profile, grids=study.grids)).empty
+    ]
     if not tables:
         return []
     sentences = []
@@ -221,8 +237,8 @@ def extrapolation_lines(
         [format_interval(e, e - h, e + h, sign=True) for e, h in zip(effects, half, strict=True)],
     )
     return [
-        "Where would LocalViT's effects settle? (Exploratory.) For each comparison whose arms "
-        "both ran at four budgets or more: each arm's test top-1 against optimizer steps, "
+        "Where would the effects settle? (Exploratory.) For each budget study's comparison "
+        "whose arms both ran at four budgets or more: each arm's test top-1 against optimizer steps, "
         f"fitted by {len(FAMILIES)} saturating curves over every run at the budgets both ran "
         "(r: steps over the profile's; the interval is the fits' own, from their "
         "covariance); each curve fitted again without the longest of those budgets predicts "
