@@ -5,11 +5,11 @@ Why: LocalViT's largest effect shrinks at every doubling of the budget (``budget
 EfficientMod's two largest disagreements do too; each doubling costs twice the last. A curve
 that extrapolated well would say where the effect settles without the next doubling; whether
 one does is itself measured here. For each budget study's comparison whose arms share four
-budgets or more, each arm's test top-1 is
-fitted against optimizer steps by three common saturating families, on every run (the
-seeds' scatter is the residual), once on every budget and once without the longest budget,
-whose measured effect the second fit then predicts. Families that fit the same points equally
-well but settle apart show that the points do not determine the ceiling.
+budgets or more, each arm's test top-1 is fitted against optimizer steps by three common
+saturating families, on every run (the seeds' scatter is the residual), once on every budget
+and once without the longest budget, whose measured effect the second fit then predicts.
+Families that fit the same points equally well but settle apart show that the points do not
+determine the ceiling.
 """
 
 from __future__ import annotations
