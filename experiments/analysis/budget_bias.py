@@ -26,6 +26,7 @@ least up to that budget.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +190,31 @@ def budget_runs(
     return rows.sort_values("budget", key=lambda b: b.map(rank), kind="stable")
 
 
+def paired_by_budget(
+    results: pd.DataFrame,
+    comparisons: tuple[BiasComparison, ...] = COMPARISONS,
+    grids: tuple[str, ...] = BUDGET_GRIDS,
+    metric: str = "test_top1",
+    profile: str = "quick",
+) -> Iterator[tuple[BiasComparison, str, int, pd.Series]]:
+    """Per comparison and budget, shortest budget first: the budget, its optimizer steps and
+    the paired differences ``cell - versus`` by seed. A budget at which a comparison's arms
+    did not both run is left out of that comparison."""
+    rows = budget_runs(results, grids, profile)
+    if rows.empty:
+        return
+    budgets = list(dict.fromkeys([FIRST_BUDGET, *rows["budget"]]))
+    for c in comparisons:
+        for budget in budgets:
+            mine = rows[rows["budget"] == budget]
+            wide = mine.pivot_table(index="seed", columns="arm", values=metric, aggfunc="first")
+            if c.cell not in wide or c.versus not in wide:
+                continue
+            diff = (wide[c.cell] - wide[c.versus]).dropna()
+            if not diff.empty:
+                yield c, budget, int(optimizer_steps(mine)), diff
+
+
 def effect_by_budget(
     results: pd.DataFrame,
     comparisons: tuple[BiasComparison, ...] = COMPARISONS,
@@ -198,42 +224,28 @@ def effect_by_budget(
 ) -> pd.DataFrame:
     """Per comparison and budget: the paired difference by seed (mean, 95% interval), and how
     far each budget moves it from the first budget's (Welch's t-test over the two budgets'
-    paired differences; the budgets share no runs). A budget at which a comparison's arms
-    did not both run is left out of that comparison."""
-    rows = budget_runs(results, grids, profile)
-    if rows.empty:
-        return pd.DataFrame()
-    budgets = list(dict.fromkeys([FIRST_BUDGET, *rows["budget"]]))
-    out = []
-    for c in comparisons:
-        first = None
-        for budget in budgets:
-            mine = rows[rows["budget"] == budget]
-            wide = mine.pivot_table(index="seed", columns="arm", values=metric, aggfunc="first")
-            if c.cell not in wide or c.versus not in wide:
-                continue
-            diff = (wide[c.cell] - wide[c.versus]).dropna()
-            if diff.empty:
-                continue
-            first = diff if first is None else first
-            welch = stats.ttest_ind(diff, first, equal_var=False).pvalue if len(diff) > 1 else None
-            low, high = t_interval(diff)
-            out.append(
-                {
-                    "claim": c.claim,
-                    "claim grid": c.claim_grid,
-                    "comparison": f"{c.cell} vs {c.versus}",
-                    "budget": budget,
-                    "optimizer steps": int(optimizer_steps(mine)),
-                    "seeds": len(diff),
-                    "Δ (pp)": diff.mean(),
-                    "CI low": low,
-                    "CI high": high,
-                    "Δ ± 95% CI": format_interval(diff.mean(), low, high, sign=True),
-                    "Δ − first budget's Δ": diff.mean() - first.mean(),
-                    "p (Welch)": welch if diff is not first else float("nan"),
-                }
-            )
+    paired differences; the budgets share no runs)."""
+    out, first = [], {}
+    for c, budget, steps, diff in paired_by_budget(results, comparisons, grids, metric, profile):
+        base = first.setdefault(c, diff)
+        welch = stats.ttest_ind(diff, base, equal_var=False).pvalue if len(diff) > 1 else None
+        low, high = t_interval(diff)
+        out.append(
+            {
+                "claim": c.claim,
+                "claim grid": c.claim_grid,
+                "comparison": f"{c.cell} vs {c.versus}",
+                "budget": budget,
+                "optimizer steps": steps,
+                "seeds": len(diff),
+                "Δ (pp)": diff.mean(),
+                "CI low": low,
+                "CI high": high,
+                "Δ ± 95% CI": format_interval(diff.mean(), low, high, sign=True),
+                "Δ − first budget's Δ": diff.mean() - base.mean(),
+                "p (Welch)": welch if diff is not base else float("nan"),
+            }
+        )
     return pd.DataFrame(out)
 
 

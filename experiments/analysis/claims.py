@@ -174,6 +174,19 @@ def _family_rows(rows: list[dict], m: int, alpha: float) -> None:
         r["precise"] = bool(high - low < r["margin"])
 
 
+def read_alone(
+    diff: np.ndarray, expect: str, expected_sign: int, margin: float, alpha: float = ALPHA
+) -> dict:
+    """One claim read on its own paired differences, as a family of one (no Holm): the tests,
+    verdict and interval a claim gets, for an exploratory reading outside the claims table."""
+    row = {"expect": expect, "expected_sign": int(expected_sign), "margin": float(margin),
+           "verdict": "not run" if len(diff) == 0 else ""}  # fmt: skip
+    row.update(paired_t(np.asarray(diff, dtype=float), margin))
+    if row["verdict"] != "not run":
+        _family_rows([row], 1, alpha)
+    return row
+
+
 def check_claims(
     df: pd.DataFrame,
     claims: pd.DataFrame | None = None,
@@ -246,7 +259,7 @@ def claim_holds(verdict: str, expected_sign: int) -> str:
     return "no"
 
 
-def _expected_label(r) -> str:
+def expected_label(r) -> str:
     """+ / − for a direction, ≈ ±margin for no difference, ≥ −margin for not worse."""
     test = claim_test(r)
     if test == "non-inferiority":
@@ -271,7 +284,7 @@ def format_claims(verdicts: pd.DataFrame) -> pd.DataFrame:
                 "profile": r.profile,
                 "claim": r.claim,
                 "comparison": f"{r.cell} vs {r.versus_cell}",
-                "expected": _expected_label(r),
+                "expected": expected_label(r),
                 "ours: Δ (pp) [adjusted CI]": format_interval(
                     r.delta, r.ci_low, r.ci_high, sign=True
                 )

@@ -24,6 +24,7 @@ from experiments.analysis import (
     budget_bias,
     budget_extrapolation,
     compute,
+    longest_budget,
     looks,
     noise,
     projection,
@@ -438,6 +439,7 @@ def build_report(
     lines += budget_bias.budget_lines(
         epochs, every_row, results_dir=results_dir if figures else None
     )
+    lines += longest_budget.longest_budget_lines(every_row, verdicts, claims)
     lines += budget_extrapolation.extrapolation_lines(every_row)
     lines += _noise_section(results_dir, every_row, checked)
     cost = compute.campaign_compute(every_row)
