@@ -393,6 +393,15 @@ def test_a_comparison_rerun_keeps_other_settings_and_other_cpus(tmp_path):
     merged = merge_setting_rows(path, new.assign(ratio=1.25), ["input", "threads"])
     assert sorted(merged["ratio"]) == [1.1, 1.2, 1.25, 1.3]
     assert merged["cpu_capability"].isna().sum() == 3
+    # the same instruction set on another maker's chip is another CPU: its rows stay
+    old.assign(cpu_model="Intel(R) Xeon(R) Processor").to_csv(path, index=False)
+    amd = new.assign(ratio=1.25, cpu_model="AMD EPYC")
+    merged = merge_setting_rows(path, amd, ["input", "threads"])
+    assert sorted(merged["ratio"]) == [1.1, 1.2, 1.25, 1.3]
+    merged = merge_setting_rows(
+        path, amd.assign(cpu_model="Intel(R) Xeon(R) Processor"), ["input", "threads"]
+    )
+    assert sorted(merged["ratio"]) == [1.1, 1.25, 1.3]
 
 
 def test_bench_eval_fold_times_only_batchnorm_models_on_the_same_function():

@@ -229,18 +229,24 @@ def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+# what tells one CPU from another in a benchmark table
+CPU_COLUMNS = ("cpu_capability", "cpu_model")
+
+
 def merge_setting_rows(path: Path, table: pd.DataFrame, setting: list[str]) -> pd.DataFrame:
     """``table`` plus the rows already in ``path`` whose ``setting`` columns differ: a
     benchmark re-run at one size or thread count keeps the figures of the others, and one
-    re-run on another instruction set (AVX2, AVX-512) keeps the first CPU's beside it."""
+    re-run on another CPU (another instruction set, AVX2 or AVX-512, or another maker's chip
+    with the same one) keeps the first CPU's beside it."""
     if not path.exists():
         return table
     old = pd.read_csv(path)
     if not set(setting) <= set(old.columns):
         return table
-    if "cpu_capability" in table and "cpu_capability" not in old:  # rows from before the CPU
-        old = old.assign(cpu_capability=None)  # was recorded: another CPU for all we know
-    setting = [*setting, *(c for c in ("cpu_capability",) if c in old and c in table)]
+    for cpu in CPU_COLUMNS:
+        if cpu in table and cpu not in old:  # rows from before the CPU was recorded:
+            old = old.assign(**{cpu: None})  # another CPU for all we know
+    setting = [*setting, *(c for c in CPU_COLUMNS if c in old and c in table)]
     same = old[setting].apply(tuple, axis=1).isin(table[setting].apply(tuple, axis=1))
     return pd.concat([old[~same], table], ignore_index=True)
 
