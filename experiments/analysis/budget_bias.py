@@ -14,7 +14,7 @@ eight times it (the depth-wise conv's own share, which three seeds left unresolv
 ``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it.
 ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the hybrid and
 the modulation block, both behind here and ahead in the paper) at one to eight times
-it, and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
+it (``efficientmod_budget_long.yaml`` both at sixteen times it), and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
 behind the conv alone and behind f+conv) at one and two times it;
 ``localvit_activation_budget.yaml`` LocalViT's activation disagreement (h-swish behind ReLU6)
 and ``casvit_phi_budget.yaml`` CAS-ViT's one (Phi with both operations behind the spatial one)
@@ -147,8 +147,8 @@ EFFICIENTMOD_STUDY = BudgetStudy(
     "(`ablations/calibration/efficientmod_budget.yaml`): the hybrid against the deeper "
     "conv-only network and the modulation block against MBConv, at the profile's budget and at "
     "two, four and eight times it, paired by seed within each budget; "
-    "`ablations/calibration/efficientmod_budget_long.yaml` trains the hybrid pair at sixteen "
-    "times it.",
+    "`ablations/calibration/efficientmod_budget_long.yaml` trains both pairs at sixteen times "
+    "it.",
 )
 CONTEXT_STUDY = BudgetStudy(
     ("calibration/efficientmod_context_budget",),
