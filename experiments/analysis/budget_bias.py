@@ -14,7 +14,8 @@ eight times it (the depth-wise conv's own share, which three seeds left unresolv
 ``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it.
 ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the hybrid and
 the modulation block, both behind here and ahead in the paper) at one to eight times
-it (``efficientmod_budget_long.yaml`` both at sixteen times it), and ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
+it (``efficientmod_budget_long.yaml`` both at sixteen times it), and
+``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
 behind the conv alone and behind f+conv) at one and two times it;
 ``localvit_activation_budget.yaml`` LocalViT's activation disagreement (h-swish behind ReLU6)
 and ``casvit_phi_budget.yaml`` CAS-ViT's one (Phi with both operations behind the spatial one)
