@@ -163,3 +163,12 @@ def test_every_study_is_fitted_on_its_own_grids():
         "- ffn_locality vs ffn_mlp", "- hybrid vs conv_deeper"
     ]  # fmt: skip
     assert f"({FIRST * 16:,} steps)" in sentences[1]
+
+
+def test_a_longest_budget_of_one_seed_is_counted_in_the_singular():
+    runs = _runs()
+    one = runs[~runs["cell"].str.endswith("thirtytwofold") | (runs["seed"] == 0)]
+    sentence = next(s for s in be.extrapolation_lines(one) if s.startswith("- ffn_locality"))
+    assert "where 1 seed measured" in sentence
+    sentence = next(s for s in be.extrapolation_lines(runs) if s.startswith("- ffn_locality"))
+    assert "where 3 seeds measured" in sentence

@@ -130,3 +130,24 @@ def test_every_study_names_a_claim_its_claim_grid_makes():
             assert row["grid"] == c.claim_grid
     with pytest.raises(ValueError, match="no spec makes"):
         lb._claim_row(claims, "localvit/ffn", "a claim nobody made")
+
+
+def test_a_budget_with_one_paired_seed_is_not_read():
+    # seed 0 alone at 16x (as a longer budget starts): the readings stay at 8x, the longest
+    # budget with an interval, and the 16x run changes nothing
+    results = _runs()
+    first_seed = _runs(seeds=1, budgets=(("sixteenfold", 12096),))
+    first_seed["test_top1"] += np.where(first_seed["cell"].str.contains("slow"), -5.0, 0.0)
+    with_one = pd.concat([results, first_seed], ignore_index=True)
+    table = lb.longest_budget_readings(with_one, None, CLAIMS, studies=(STUDY,))
+    alone = lb.longest_budget_readings(results, None, CLAIMS, studies=(STUDY,))
+    assert (table["longest: steps"] == 6048).all()
+    assert table["longest: seeds"].tolist() == [6, 6]
+    pd.testing.assert_frame_equal(table, alone)
+    # with a second seed there, 16x is read
+    second = _runs(seeds=2, budgets=(("sixteenfold", 12096),))
+    table = lb.longest_budget_readings(
+        pd.concat([results, second], ignore_index=True), None, CLAIMS, studies=(STUDY,)
+    )
+    assert (table["longest: steps"] == 12096).all()
+    assert table["longest: seeds"].tolist() == [2, 2]

@@ -216,12 +216,13 @@ def extrapolation_lines(
     for table in tables:
         effects, half = table["Δ at the ceilings (pp)"], table["Δ half-width (95%)"]
         predicted = table["Δ there, predicted without it (pp)"].dropna()
+        seeds = table["seeds measured there"].iloc[0]
         sentences.append(
             f"- {table['comparison'].iloc[0]}: between {effects.min():+.2f} and "
             f"{effects.max():+.2f} pp at the ceilings; without the longest budget "
             f"({table['longest budget (steps)'].iloc[0]:,} steps) the curves predicted "
             f"{', '.join(f'{p:+.2f}' for p in predicted) or 'nothing'} pp there, where "
-            f"{table['seeds measured there'].iloc[0]} seeds measured "
+            f"{seeds} seed{'' if seeds == 1 else 's'} measured "
             f"{table['Δ there, measured (pp)'].iloc[0]:+.2f}; "
             + (
                 "the curves agree on where the effect settles."
