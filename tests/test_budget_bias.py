@@ -356,3 +356,23 @@ def test_each_studys_profile_arms_are_the_claim_grids_cells_so_their_runs_are_re
         cell_ids = {run.cell: run.run_id for run in claim_spec.expand("quick", seeds=[0])}
         assert arm_ids[c.cell] == cell_ids[claim["cell"]], c.claim
         assert arm_ids[c.versus] == cell_ids[claim["versus"]], c.claim
+
+
+def test_a_budget_of_one_seed_is_drawn_hollow_and_the_title_says_why():
+    results, _ = _runs()
+    results = _with_4x(results)
+    effects = bb.effect_by_budget(results)
+    ax = bb.plot_effect_by_budget(effects).axes[0]
+    assert not any(line.get_markerfacecolor() == "white" for line in ax.lines)
+    assert "hollow" not in ax.get_title()
+    one = _with_4x(_runs()[0])
+    one = one[~one["cell"].str.endswith("quadruple") | (one["seed"] == 0)]
+    effects = bb.effect_by_budget(one)
+    ax = bb.plot_effect_by_budget(effects).axes[0]
+    hollow = [line for line in ax.lines if line.get_markerfacecolor() == "white"]
+    alone = effects[effects["seeds"] == 1]
+    assert len(alone) and len(hollow) == effects.loc[alone.index, "comparison"].nunique()
+    assert sorted(float(v) for h in hollow for v in h.get_ydata()) == pytest.approx(
+        sorted(alone["Δ (pp)"])
+    )
+    assert "hollow: one seed" in ax.get_title()

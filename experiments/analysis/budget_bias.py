@@ -11,8 +11,8 @@ the pair with the largest effect (the locality FFN and the plain MLP) at eight t
 times it, ``slow_cells_conv1x1.yaml`` the FFN of 1x1 convs at eight times it, beside that
 grid's MLP, ``slow_cells_dwconv.yaml`` adds seeds to the locality FFN and the 1x1 convs at
 eight times it (the depth-wise conv's own share, which three seeds left unresolved), and
-``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it.
-``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the hybrid and
+``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it (and
+seed 0 at sixteen times it). ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the hybrid and
 the modulation block, both behind here and ahead in the paper) at one to eight times
 it (``efficientmod_budget_long.yaml`` both at sixteen times it), and
 ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
@@ -139,7 +139,7 @@ LOCALVIT_STUDY = BudgetStudy(
     f"`ablations/{BUDGET_GRIDS[2]}.yaml` the FFN of 1x1 convs at eight times it, "
     f"`ablations/{BUDGET_GRIDS[3]}.yaml` seeds 3-5 of the locality FFN and the 1x1 convs at eight "
     f"times it, and `ablations/{BUDGET_GRIDS[4]}.yaml` locality in every block and in none at "
-    "eight times it.",
+    "eight times it (and seed 0 at sixteen times it).",
 )
 EFFICIENTMOD_STUDY = BudgetStudy(
     ("calibration/efficientmod_budget", "calibration/efficientmod_budget_long"),
@@ -255,7 +255,8 @@ def plot_effect_by_budget(effects: pd.DataFrame, grids: tuple[str, ...] = BUDGET
     """Each comparison's Δ with its 95% t-interval against optimizer steps (log2 axis): where
     a line flattens, the effect no longer depends on the budget. The comparisons are set a
     little apart at each budget (DODGE of a doubling between neighbours), so their intervals
-    do not hide each other; the ticks stay on the budgets."""
+    do not hide each other; the ticks stay on the budgets. A budget run on one seed so far is a
+    hollow point: it has no interval, and a missing bar must not read as a narrow one."""
     fig, (ax,) = new_figure(8, 4.5)
     count = effects["comparison"].nunique()
     palette = sns.color_palette("colorblind", count)
@@ -266,6 +267,9 @@ def plot_effect_by_budget(effects: pd.DataFrame, grids: tuple[str, ...] = BUDGET
         y = rows["Δ (pp)"]
         err = [y - rows["CI low"], rows["CI high"] - y]
         ax.errorbar(x, y, yerr=err, marker="o", capsize=4, color=color, label=comparison)
+        alone = (rows["seeds"] == 1).to_numpy()  # one seed: a point without an interval
+        if alone.any():
+            ax.plot(x[alone], y[alone], "o", color=color, markerfacecolor="white", zorder=3)
     steps = sorted(effects["optimizer steps"].unique())
     ax.set_xscale("log", base=2)
     ax.set_xticks(steps, [f"{s:,}" for s in steps])
@@ -278,7 +282,8 @@ def plot_effect_by_budget(effects: pd.DataFrame, grids: tuple[str, ...] = BUDGET
         "\n".join(
             [
                 *textwrap.wrap(names, TITLE_WIDTH),
-                f"{n} seeds a cell · paired by seed: mean and 95% t-interval",
+                f"{n} seeds a cell · paired by seed: mean and 95% t-interval"
+                + (" (hollow: one seed, none)" if (seeds == 1).any() else ""),
             ]
         )
     )
