@@ -282,8 +282,8 @@ def plot_effect_by_budget(effects: pd.DataFrame, grids: tuple[str, ...] = BUDGET
         "\n".join(
             [
                 *textwrap.wrap(names, TITLE_WIDTH),
-                f"{n} seeds a cell · paired by seed: mean and 95% t-interval"
-                + (" (hollow: one seed, none)" if (seeds == 1).any() else ""),
+                f"{n} seeds a cell · paired by seed: mean and 95% t-interval",
+                *(["hollow: one seed, no interval"] if (seeds == 1).any() else []),
             ]
         )
     )
