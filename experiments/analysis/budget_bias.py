@@ -12,9 +12,9 @@ times it, ``slow_cells_conv1x1.yaml`` the FFN of 1x1 convs at eight times it, be
 grid's MLP, ``slow_cells_dwconv.yaml`` adds seeds to the locality FFN and the 1x1 convs at
 eight times it (the depth-wise conv's own share, which three seeds left unresolved), and
 ``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it (and
-seed 0 at sixteen times it). ``efficientmod_budget.yaml`` trains EfficientMod's two largest disagreements (the hybrid and
-the modulation block, both behind here and ahead in the paper) at one to eight times
-it (``efficientmod_budget_long.yaml`` both at sixteen times it), and
+seed 0 at sixteen times it). ``efficientmod_budget.yaml`` trains EfficientMod's two largest
+disagreements (the hybrid and the modulation block, both behind here and ahead in the paper)
+at one to eight times it (``efficientmod_budget_long.yaml`` both at sixteen times it), and
 ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
 behind the conv alone and behind f+conv) at one and two times it;
 ``localvit_activation_budget.yaml`` LocalViT's activation disagreement (h-swish behind ReLU6)

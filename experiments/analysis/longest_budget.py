@@ -50,8 +50,8 @@ def longest_budget_readings(
     """One row per comparison that ran at two budgets or more (on ``MIN_PAIRS`` paired seeds
     each; a budget with fewer is left out): the claims table's verdict (at ``profile``, Holm
     across the paper), and the claim read alone at the shortest and at the longest budget of
-    its study, on the calibration grids' paired runs, with Welch's test of
-    whether the longer budget moved the effect (the two budgets share no runs)."""
+    its study, on the calibration grids' paired runs, with Welch's test of whether the longer
+    budget moved the effect (the two budgets share no runs)."""
     claims = load_claims() if claims is None else claims
     out = []
     for study in studies:
@@ -139,12 +139,12 @@ def longest_budget_lines(
         "Do the verdicts hold when the cells train longer? (Exploratory.) Each claim a budget "
         "study retrained, read on its own (no Holm) with the claim's test and margin, on the "
         "study's paired runs at its shortest budget (the profile's) and at the longest budget "
-        f"both cells ran on {MIN_PAIRS} seeds or more; the interval is the one the reading uses (95% for a difference, 90% "
-        "for a margin: TOST and non-inferiority). *Claims table* is the confirmatory verdict "
-        "at the profile, Holm across the paper, on all its seeds; *p (Welch), Δ moved* tests "
-        "whether the longer budget moved the effect at all. A reading that changes where the "
-        "effect did not move is an effect near the margin, read on either side of it by noise; "
-        "one that changes where it moved was the budget's. "
+        f"both cells ran on {MIN_PAIRS} seeds or more; the interval is the one the reading uses "
+        "(95% for a difference, 90% for a margin: TOST and non-inferiority). *Claims table* is "
+        "the confirmatory verdict at the profile, Holm across the paper, on all its seeds; "
+        "*p (Welch), Δ moved* tests whether the longer budget moved the effect at all. A "
+        "reading that changes where the effect did not move is an effect near the margin, read "
+        "on either side of it by noise; one that changes where it moved was the budget's. "
         f"Of {len(readings)} claims, {len(changed)} read differently at the longest budget"
         + (f": {moves}." if len(changed) else "."),
         "",
