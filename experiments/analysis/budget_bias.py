@@ -12,7 +12,7 @@ times it, ``slow_cells_conv1x1.yaml`` the FFN of 1x1 convs at eight times it, be
 grid's MLP, ``slow_cells_dwconv.yaml`` adds seeds to the locality FFN and the 1x1 convs at
 eight times it (the depth-wise conv's own share, which three seeds left unresolved), and
 ``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it (and
-seeds 0-1 at sixteen times it). ``efficientmod_budget.yaml`` trains EfficientMod's two largest
+seeds 0-3 at sixteen times it). ``efficientmod_budget.yaml`` trains EfficientMod's two largest
 disagreements (the hybrid and the modulation block, both behind here and ahead in the paper)
 at one to eight times it (``efficientmod_budget_long.yaml`` both at sixteen times it), and
 ``efficientmod_context_budget.yaml`` its two smaller ones (the full context branch
@@ -139,7 +139,7 @@ LOCALVIT_STUDY = BudgetStudy(
     f"`ablations/{BUDGET_GRIDS[2]}.yaml` the FFN of 1x1 convs at eight times it, "
     f"`ablations/{BUDGET_GRIDS[3]}.yaml` seeds 3-5 of the locality FFN and the 1x1 convs at eight "
     f"times it, and `ablations/{BUDGET_GRIDS[4]}.yaml` locality in every block and in none at "
-    "eight times it (and seeds 0-1 at sixteen times it).",
+    "eight times it (and seeds 0-3 at sixteen times it).",
 )
 EFFICIENTMOD_STUDY = BudgetStudy(
     ("calibration/efficientmod_budget", "calibration/efficientmod_budget_long"),
