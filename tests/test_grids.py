@@ -408,3 +408,18 @@ def test_a_retried_run_is_taken_before_runs_not_yet_started(tmp_path):
     assert isinstance(taken[0], optuna.Trial)
     first.tell(taken[0], 1.0)  # a claimed retry reports like any asked trial
     assert first.trials[taken[0].number].state == TrialState.COMPLETE
+
+
+def test_the_run_line_warns_when_no_shared_profile_applies(tmp_path, capsys):
+    """A spec outside the project finds no profiles.yaml: its --profile then means nothing
+    beyond the spec's own settings, and the run line says so; a shared one silences it."""
+    from experiments.config.spec import load_spec
+    from experiments.run.runner import unshared_profile
+
+    lone = load_spec(write_grid(tmp_path), build_models=False)
+    assert "no profiles.yaml above" in unshared_profile(lone, "pilot")
+    (tmp_path / "ablations" / "profiles.yaml").write_text("pilot:\n  train: {epochs: 1}\n")
+    shared = load_spec(write_grid(tmp_path), build_models=False)
+    assert unshared_profile(shared, "pilot") == ""
+    assert "'quick'" in unshared_profile(shared, "quick")
+    assert unshared_profile(load_spec(SPECS[0], build_models=False), "pilot") == ""

@@ -449,10 +449,25 @@ def prepare(
         f"[{spec.name}] profile {profile}: {job.total} runs ({len(spec.cells())} cells x "
         f"{len(seed_list or spec.seeds)} seeds{f', {shared} shared between cells' if shared else ''}), "
         f"{added} enqueued, {reused} taken from the results tables, "
-        f"{job.total - added - reused} already done or queued",
+        f"{job.total - added - reused} already done or queued{unshared_profile(spec, profile)}",
         flush=True,
     )
     return job
+
+
+def unshared_profile(spec: GridSpec, profile: str) -> str:
+    """A warning for the run line when no ``profiles.yaml`` above the spec defines ``profile``.
+
+    Why: a spec copied out of ``ablations/`` finds no shared profiles, so ``--profile pilot``
+    silently trained on the data and recipe defaults (the whole training split, every epoch
+    55,000 images) instead of the pilot's 6,000; the line says so before anything trains.
+    """
+    if profile in spec.profile_defaults:
+        return ""
+    return (
+        f"; no profiles.yaml above {spec.path} defines '{profile}': only the spec's own "
+        "profile settings and the defaults apply"
+    )
 
 
 def next_round(job: GridJob, storage: str | None, results_dir: Path | None) -> bool:
