@@ -410,7 +410,7 @@ def test_a_retried_run_is_taken_before_runs_not_yet_started(tmp_path):
     assert first.trials[taken[0].number].state == TrialState.COMPLETE
 
 
-def test_the_run_line_warns_when_no_shared_profile_applies(tmp_path, capsys):
+def test_the_run_line_warns_when_no_shared_profile_applies(tmp_path):
     """A spec outside the project finds no profiles.yaml: its --profile then means nothing
     beyond the spec's own settings, and the run line says so; a shared one silences it."""
     from experiments.config.spec import load_spec

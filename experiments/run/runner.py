@@ -459,8 +459,8 @@ def unshared_profile(spec: GridSpec, profile: str) -> str:
     """A warning for the run line when no ``profiles.yaml`` above the spec defines ``profile``.
 
     Why: a spec copied out of ``ablations/`` finds no shared profiles, so ``--profile pilot``
-    silently trained on the data and recipe defaults (the whole training split, every epoch
-    55,000 images) instead of the pilot's 6,000; the line says so before anything trains.
+    trains on the data and recipe defaults (every epoch the whole training split, not the
+    pilot's 6,000 images) with nothing to show it; the line says so before anything trains.
     """
     if profile in spec.profile_defaults:
         return ""
