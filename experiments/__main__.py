@@ -191,8 +191,11 @@ def cmd_check(args) -> int:
         for path in [] if Path(target).parent.name == "sweeps" else find_specs(target):
             spec = load_spec(path)
             runs = spec.expand()
+            # a spec outside ablations/ finds no shared profiles: say so before it trains
+            alone = "" if spec.profile_defaults else "; no profiles.yaml above it"
             print(
-                f"ok  {path}  ({len(spec.cells())} cells x {len(spec.seeds)} seeds = {len(runs)} runs)"
+                f"ok  {path}  ({len(spec.cells())} cells x {len(spec.seeds)} seeds = "
+                f"{len(runs)} runs{alone})"
             )
             n += 1
     from experiments.config.sweep_spec import load_sweep

@@ -150,6 +150,24 @@ def test_exit_status_is_2_from_the_shell(tmp_path):
     assert out.returncode == 2 and "base.train.epochs" in out.stderr
 
 
+def test_check_says_when_no_shared_profiles_apply(tmp_path):
+    """A spec with no profiles.yaml above it gets only its own profile settings; `check`
+    says so on its line, and says nothing for a spec that has one."""
+    lone = tmp_path / "lone" / "good.yaml"
+    shared = tmp_path / "shared" / "good.yaml"
+    for path in (lone, shared):
+        path.parent.mkdir()
+        path.write_text(GOOD)
+    (shared.parent / "profiles.yaml").write_text("smoke: {data: {subset: 1000}}\n")
+    out = subprocess.run(
+        cli("check", str(lone), str(shared)), capture_output=True, text=True, cwd=ROOT
+    )
+    lines = {line.split()[1]: line for line in out.stdout.splitlines() if line.startswith("ok")}
+    assert out.returncode == 0, out.stderr
+    assert "no profiles.yaml above it" in lines[str(lone)]
+    assert "no profiles.yaml" not in lines[str(shared)]
+
+
 def test_expansion_ids_are_stable_and_distinct(tmp_path):
     (tmp_path / "pyproject.toml").write_text("")
     (tmp_path / "profiles.yaml").write_text("smoke: {data: {subset: 1000}}\n")
