@@ -8,8 +8,8 @@ the budget ends loses to one that learns faster whatever either could reach. The
 ``ablations/calibration/slow_cells.yaml`` trains those claims' cells at the profile's budget, at
 twice it and at four times it, paired by seed within each budget; ``slow_cells_long.yaml`` trains
 the pair with the largest effect (the locality FFN and the plain MLP) at eight to sixty-four
-times it, ``slow_cells_conv1x1.yaml`` the FFN of 1x1 convs at eight times it, beside that
-grid's MLP, ``slow_cells_dwconv.yaml`` adds seeds to the locality FFN and the 1x1 convs at
+times it (sixty-four times on seed 0 alone), ``slow_cells_conv1x1.yaml`` the FFN of 1x1 convs
+at eight times it, beside that grid's MLP, ``slow_cells_dwconv.yaml`` adds seeds to the locality FFN and the 1x1 convs at
 eight times it (the depth-wise conv's own share, which three seeds left unresolved), and
 ``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it (and
 seeds 0-3 at sixteen times it). ``efficientmod_budget.yaml`` trains EfficientMod's two largest
@@ -135,7 +135,7 @@ LOCALVIT_STUDY = BudgetStudy(
     f"Undertraining bias (`ablations/{SLOW_CELLS_GRID}.yaml`): the cells of LocalViT's largest "
     "effects at the profile's budget, twice it and four times it, paired by seed within each "
     f"budget; `ablations/{BUDGET_GRIDS[1]}.yaml` trains the locality FFN and the plain MLP at "
-    "eight, sixteen and thirty-two times it (its sixty-four times has not run), "
+    "eight, sixteen and thirty-two times it (and seed 0 at sixty-four times it), "
     f"`ablations/{BUDGET_GRIDS[2]}.yaml` the FFN of 1x1 convs at eight times it, "
     f"`ablations/{BUDGET_GRIDS[3]}.yaml` seeds 3-5 of the locality FFN and the 1x1 convs at eight "
     f"times it, and `ablations/{BUDGET_GRIDS[4]}.yaml` locality in every block and in none at "
