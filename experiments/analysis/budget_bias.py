@@ -9,8 +9,9 @@ the budget ends loses to one that learns faster whatever either could reach. The
 twice it and at four times it, paired by seed within each budget; ``slow_cells_long.yaml`` trains
 the pair with the largest effect (the locality FFN and the plain MLP) at eight to sixty-four
 times it (sixty-four times on seed 0 alone), ``slow_cells_conv1x1.yaml`` the FFN of 1x1 convs
-at eight times it, beside that grid's MLP, ``slow_cells_dwconv.yaml`` adds seeds to the locality FFN and the 1x1 convs at
-eight times it (the depth-wise conv's own share, which three seeds left unresolved), and
+at eight times it, beside that grid's MLP, ``slow_cells_dwconv.yaml`` adds seeds to the
+locality FFN and the 1x1 convs at eight times it (the depth-wise conv's own share, which three
+seeds left unresolved), and
 ``slow_cells_layers.yaml`` trains locality in every block and in none at eight times it (and
 seeds 0-3 at sixteen times it). ``efficientmod_budget.yaml`` trains EfficientMod's two largest
 disagreements (the hybrid and the modulation block, both behind here and ahead in the paper)
